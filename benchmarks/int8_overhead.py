@@ -1,0 +1,88 @@
+"""quantbench's int8 latency vs a bare call of the same fbgemm kernel (wrapper overhead) and
+vs the memory-bandwidth bound of reading the weights, at batch 1, for a few layer sizes.
+
+    python benchmarks/int8_overhead.py [--threads 2] [--sizes 1024,2048,4096]
+
+All numbers come from this one run; compare the ratios, not absolute times across runs.
+"""
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from quantbench.config import parse_methods
+from quantbench.measure.latency import measure_latency
+from quantbench.methods import Context, apply_method
+from quantbench.quiet import quiet_torch_quantization
+from quantbench.runtimes import TorchCPU
+from quantbench.tasks.base import Splits, Task
+
+
+def read_bandwidth_gbs(megabytes: int = 1024, repeats: int = 5) -> float:
+    """Bytes per second that torch.sum reads from a buffer far larger than the caches."""
+    x = torch.ones(megabytes * (1 << 20) // 4)
+    x.sum()
+    best = min(_timed(lambda: x.sum()) for _ in range(repeats))
+    return x.numel() * 4 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def single_linear_task(k: int, n: int) -> Task:
+    x = torch.randn(64, k)
+    y = torch.zeros(64, dtype=torch.long)
+    splits = Splits(x, y, x, y, x, x, y)
+    return Task("bench", f"linear {k}->{n}", splits, n, lambda: nn.Sequential(nn.Linear(k, n)))
+
+
+def measure_size(k: int, n: int, runtime: TorchCPU, folder: Path, bandwidth: float) -> dict:
+    task = single_linear_task(k, n)
+    model = task.build_model().eval()
+    x = task.splits.x_test[:1]
+    q = apply_method(parse_methods("ptq-dynamic")[0], model, Context(task, runtime, progress=False)).module
+    path = runtime.save(q, x, folder / f"dyn{k}x{n}.pt")
+    through_quantbench = runtime.load(path)
+    packed = q[0]._packed_params._packed_params
+    with quiet_torch_quantization():
+        bare = lambda inp: torch.ops.quantized.linear_dynamic(inp, packed, True)  # noqa: E731
+        fp32 = lambda inp: nn.functional.linear(inp, model[0].weight, model[0].bias)  # noqa: E731
+        with torch.inference_mode():
+            times = {name: measure_latency(fn, x, max_seconds=3.0).median_ms
+                     for name, fn in [("fp32", fp32), ("quantbench", through_quantbench), ("bare", bare)]}
+    int8_bytes = k * n + 4 * n * 2  # int8 weights + per-channel fp32 scales and zero points
+    return {**times, "bound_int8": int8_bytes / bandwidth * 1e3, "bound_fp32": 4 * k * n / bandwidth * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", default="1024,2048,4096", help="square layer sizes (in = out)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runtime = TorchCPU()
+    bandwidth = read_bandwidth_gbs() * 1e9
+    print(f"{runtime.kernel('int8 dynamic linear')}, {args.threads} threads, read bandwidth "
+          f"{bandwidth / 1e9:.1f} GB/s (torch.sum over 1 GiB), batch 1, medians\n")
+    header = f"{'layer':>11} {'fp32':>9} {'bare int8':>10} {'quantbench':>11} {'overhead':>9} " \
+             f"{'int8 bound':>11} {'qb/bound':>9} {'fp32/bound':>11} {'speed-up':>9}"
+    print(header)
+    with tempfile.TemporaryDirectory() as folder:
+        for size in map(int, args.sizes.split(",")):
+            r = measure_size(size, size, runtime, Path(folder), bandwidth)
+            print(f"{size:>5}x{size:<5} {r['fp32']:>7.3f}ms {r['bare']:>8.3f}ms {r['quantbench']:>9.3f}ms "
+                  f"{r['quantbench'] / r['bare']:>8.2f}x {r['bound_int8']:>9.3f}ms {r['quantbench'] / r['bound_int8']:>8.2f}x "
+                  f"{r['fp32'] / r['bound_fp32']:>10.2f}x {r['fp32'] / r['quantbench']:>8.2f}x")
+    print("\noverhead = quantbench (frozen TorchScript artifact) / bare torch.ops.quantized.linear_dynamic;"
+          "\nqb/bound = quantbench / time to read the int8 weights once at the measured bandwidth"
+          " (1.0 is the physical limit);\nspeed-up = fp32 / quantbench int8.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The calls a user needs: ``compare(spec)`` runs every method and returns the results."""
+import contextlib
+import tempfile
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import methods  # noqa: F401  (registers the methods)
+from .config import parse_methods
+from .env import capture_env
+from .measure.accuracy import predict
+from .pipeline import measure_method
+from .results import Results
+from .runtimes import TorchCPU
+from .spec import CompareSpec
+from .tasks import build_task
+from .tasks.train import trained_fp32
+
+
+def compare(spec: CompareSpec) -> Results:
+    """Train (or load) the FP32 model, then quantize, save, reload and measure each method."""
+    configs = parse_methods(spec.methods)  # fail on a typo before any training
+    threads = spec.resolved_threads()
+    torch.set_num_threads(threads)
+    runtime = TorchCPU()
+    task = build_task(spec.task, **spec.task_options())
+    fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None, spec.progress)
+    with torch.no_grad():
+        reference = predict(fp32, task.splits.x_test)
+    ctx = methods.Context(task=task, runtime=runtime, seed=spec.seed, progress=spec.progress)
+    with _artifact_dir(spec.out) as artifacts:
+        bar = tqdm(configs, desc="methods", disable=not spec.progress, leave=False, unit="method")
+        rows = []
+        for config in bar:
+            bar.set_postfix_str(config.label())
+            rows.append(measure_method(config, fp32, ctx, reference, spec, Path(artifacts)))
+    task_info = {"name": task.name, "description": task.description, "notes": task.notes,
+                 "n_test": len(task.splits.y_test), "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
+    return Results(env=capture_env(threads, runtime.engine), task=task_info, rows=rows)
+
+
+def _artifact_dir(out: str | None):
+    if out is None:
+        return tempfile.TemporaryDirectory(prefix="quantbench-")
+    path = Path(out) / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(path)
+
+
+def _spec_dict(spec: CompareSpec) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(spec).items()}

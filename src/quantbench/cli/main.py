@@ -1,0 +1,94 @@
+"""The ``quantbench`` command: thin commands that build a spec and call one library function."""
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from ..spec import CompareSpec
+from .spec_args import add_dataclass_options, spec_from_args
+
+DESCRIPTION = """Quantize a PyTorch model with several methods and compare them honestly: accuracy with
+its confidence interval, agreement with fp32, bytes on disk, latency on the int8 kernels that
+really run, peak memory and quantization cost. Every number is measured on the saved artifact."""
+
+EXAMPLES = """examples:
+  quantbench compare                                  # digits MLP: fp32, ptq-dynamic, ptq-static, qat
+  quantbench compare --hidden 2048,2048 --out runs/wide
+  quantbench compare --task cnn --methods fp32,ptq-static:observer=minmax,qat
+  quantbench compare --data my.csv --target label
+  quantbench compare --task examples/custom_task.py:build
+  quantbench methods                                  # every method and its options
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"quantbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quantbench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quantbench", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    compare = sub.add_parser("compare", help="quantize with each method and print the comparison",
+                             description=DESCRIPTION, epilog=EXAMPLES,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_options(compare, CompareSpec)
+    compare.set_defaults(func=_compare)
+    sub.add_parser("methods", help="list methods and their options").set_defaults(func=_methods)
+    sub.add_parser("tasks", help="list built-in tasks").set_defaults(func=_tasks)
+    return parser
+
+
+def _compare(args) -> int:
+    from ..api import compare
+    from ..report import plot_tradeoffs, render, write_all
+
+    spec = spec_from_args(CompareSpec, args)
+    results = compare(spec)
+    render(results)
+    if spec.out:
+        out = Path(spec.out)
+        written = write_all(results, out) + [p for p in [plot_tradeoffs(results, out / "tradeoffs.png")] if p]
+        print("wrote " + ", ".join(str(p) for p in written))
+    return 0 if any(r.status == "ok" for r in results.rows) else 1
+
+
+def _methods(args) -> int:
+    from .. import methods  # noqa: F401
+    from ..config import METHODS
+
+    for name in METHODS:
+        cls = METHODS.get(name)
+        print(f"{name}: {cls.summary}")
+        for f in dataclasses.fields(cls):
+            choices = f" (one of: {', '.join(map(str, f.metadata['choices']))})" if f.metadata.get("choices") else ""
+            print(f"    {f.name}={f.default}  {f.metadata.get('help', '')}{choices}")
+    return 0
+
+
+def _tasks(args) -> int:
+    from ..tasks import TASKS
+
+    docs = {"tabular": "MLP on a table: --dataset digits|wine|breast_cancer or --data FILE.csv --target COL",
+            "cnn": "conv+bn+relu CNN on the 8x8 digits images"}
+    for name in TASKS:
+        print(f"{name}: {docs.get(name, '')}")
+    print("path/to/file.py:build: your own model and data (see examples/custom_task.py)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Latency as a distribution: warm-up, fixed threads, repeat until the median is stable."""
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..runtimes import Runner
+
+
+@dataclass
+class Latency:
+    batch_size: int
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+    throughput_per_s: float
+
+
+def measure_latency(run: Runner, batch: torch.Tensor, warmup: int = 5, min_repeats: int = 30,
+                    max_seconds: float = 2.0, rel_tol: float = 0.02) -> Latency:
+    """Time ``run(batch)``; stop once the median of all samples moves less than ``rel_tol``
+    when ``min_repeats`` more are added, or after ``max_seconds``."""
+    for _ in range(warmup):
+        run(batch)
+    samples: list[float] = []
+    previous = None
+    deadline = time.perf_counter() + max_seconds
+    while True:
+        samples += [_time_once(run, batch) for _ in range(min_repeats)]
+        median = statistics.median(samples)
+        if previous is not None and abs(median - previous) <= rel_tol * previous:
+            break
+        if time.perf_counter() > deadline:
+            break
+        previous = median
+    return summarize(samples, len(batch))
+
+
+def summarize(samples_s: list[float], batch_size: int) -> Latency:
+    ms = sorted(s * 1e3 for s in samples_s)
+    deciles = statistics.quantiles(ms, n=10, method="inclusive")
+    median = statistics.median(ms)
+    return Latency(batch_size, median, deciles[0], deciles[-1], len(ms), batch_size / (median / 1e3))
+
+
+def _time_once(run: Runner, batch: torch.Tensor) -> float:
+    start = time.perf_counter()
+    run(batch)
+    return time.perf_counter() - start
+
+
+def batch_of(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch of ``size`` real inputs (repeating the test set if it is smaller)."""
+    reps = -(-size // len(x))
+    return x.repeat(reps, *([1] * (x.dim() - 1)))[:size].contiguous()

@@ -1,0 +1,16 @@
+"""The baseline, measured through exactly the same save/load/timing path as every method."""
+from dataclasses import dataclass
+
+from ..config import MethodConfig, register_method
+from .base import Quantized, quantizes
+
+
+@register_method("fp32", "the trained float32 model, unchanged (the baseline)")
+@dataclass(frozen=True)
+class FP32Config(MethodConfig):
+    pass
+
+
+@quantizes(FP32Config)
+def keep_fp32(config, model, ctx) -> Quantized:
+    return Quantized(model, kernel="torch fp32 dense (frozen TorchScript)")

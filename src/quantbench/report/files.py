@@ -1,0 +1,59 @@
+"""results.json (the schema), results.csv (one line per row and batch size), results.md."""
+import csv
+from pathlib import Path
+
+from ..results import Results
+from .format import human_bytes, human_ms, pct
+from .pareto import conclusions
+
+CSV_COLUMNS = ["task", "method", "status", "error", "runtime", "kernel", "simulated", "accuracy", "accuracy_ci_low",
+               "accuracy_ci_high", "n_samples", "agreement", "size_bytes", "n_params", "bits_per_param",
+               "batch_size", "median_ms", "p10_ms", "p90_ms", "throughput_per_s", "peak_memory_bytes",
+               "quantize_seconds"]
+
+
+def write_all(results: Results, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    results.save_json(out / "results.json")
+    write_csv(results, out / "results.csv")
+    (out / "results.md").write_text(to_markdown(results))
+    return [out / n for n in ("results.json", "results.csv", "results.md")]
+
+
+def write_csv(results: Results, path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in results.rows:
+            ci = row.accuracy_ci or [None, None]
+            fields = {**vars(row), "accuracy_ci_low": ci[0], "accuracy_ci_high": ci[1]}
+            for lat in row.latency or [None]:
+                writer.writerow({**fields, **(vars(lat) if lat else {})})
+
+
+def to_markdown(results: Results) -> str:
+    rows = results.rows
+    batch_sizes = sorted({l.batch_size for r in rows for l in r.latency})
+    head = ["method", "status", "accuracy % [95% CI]", "agree %", "size", "bits/param",
+            *[f"latency b{b} median [p10-p90]" for b in batch_sizes], "kernel"]
+    lines = [f"# quantbench: {results.task['description']}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        acc = f"{pct(r.accuracy)} [{pct(r.accuracy_ci[0])}-{pct(r.accuracy_ci[1])}]" if r.accuracy_ci else "-"
+        lat = [_md_latency(r.latency_at(b)) for b in batch_sizes]
+        cells = [r.method, r.status if r.status == "ok" else f"{r.status}: {r.error}", acc, pct(r.agreement),
+                 human_bytes(r.size_bytes), f"{r.bits_per_param:.2f}" if r.bits_per_param else "-", *lat,
+                 r.kernel or "-"]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    lines += ["", *[f"- {c}" for c in conclusions(rows, batch_sizes or [1])], "", _md_env(results.env)]
+    return "\n".join(lines) + "\n"
+
+
+def _md_latency(lat) -> str:
+    return "-" if lat is None else f"{human_ms(lat.median_ms)} [{human_ms(lat.p10_ms)}-{human_ms(lat.p90_ms)}]"
+
+
+def _md_env(env: dict) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+    return (f"Environment: {env['cpu']} ({', '.join(env['cpu_flags']) or 'no SIMD flags found'}), "
+            f"{env['threads']} threads, int8 engine {env['int8_engine']}, {versions}, git {env['git_sha']}.")

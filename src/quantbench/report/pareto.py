@@ -1,0 +1,50 @@
+"""Pareto fronts and the plain-language conclusion drawn from the rows."""
+from ..results import Row
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """Names whose (cost, quality) no other point beats: lower-or-equal cost and
+    higher-or-equal quality, strictly better in one."""
+    def dominated(name):
+        c, q = points[name]
+        return any(c2 <= c and q2 >= q and (c2 < c or q2 > q) for n2, (c2, q2) in points.items() if n2 != name)
+
+    return sorted((n for n in points if not dominated(n)), key=lambda n: points[n][0])
+
+
+def ok_rows(rows: list[Row]) -> list[Row]:
+    return [r for r in rows if r.status == "ok"]
+
+
+def size_front(rows: list[Row]) -> list[str]:
+    return pareto_front({r.method: (r.size_bytes, r.accuracy) for r in ok_rows(rows)})
+
+
+def latency_front(rows: list[Row], batch_size: int) -> list[str]:
+    return pareto_front({r.method: (r.latency_at(batch_size).median_ms, r.accuracy)
+                         for r in ok_rows(rows) if r.latency_at(batch_size)})
+
+
+def conclusions(rows: list[Row], batch_sizes: list[int]) -> list[str]:
+    """Sentences derived only from the measured numbers."""
+    lines = [f"Pareto front, accuracy vs size: {', '.join(size_front(rows))}."]
+    for b in batch_sizes:
+        lines.append(f"Pareto front, accuracy vs latency at batch {b}: {', '.join(latency_front(rows, b))}.")
+    base = next((r for r in ok_rows(rows) if r.method == "fp32"), None)
+    if base:
+        lines += [_versus_fp32(r, base, batch_sizes[0]) for r in ok_rows(rows) if r is not base]
+    lines += [f"{r.method}: {r.status} ({r.error})" for r in rows if r.status != "ok"]
+    return lines
+
+
+def _versus_fp32(row: Row, base: Row, batch_size: int) -> str:
+    delta = 100 * (row.accuracy - base.accuracy)
+    overlap = row.accuracy_ci[1] >= base.accuracy_ci[0] and base.accuracy_ci[1] >= row.accuracy_ci[0]
+    verdict = "within the 95% CIs" if overlap else "outside the 95% CIs"
+    text = f"{row.method}: {base.size_bytes / row.size_bytes:.1f}x smaller"
+    mine, theirs = row.latency_at(batch_size), base.latency_at(batch_size)
+    if mine and theirs:
+        speedup = theirs.median_ms / mine.median_ms
+        pace = f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
+        text += f", {pace} than fp32 at batch {batch_size}"
+    return text + f", accuracy {delta:+.1f} pts ({verdict}), agrees with fp32 on {100 * row.agreement:.1f}%."

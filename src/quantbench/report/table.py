@@ -1,0 +1,66 @@
+"""The terminal table, with what the columns mean and what the numbers say."""
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..results import Results, Row
+from .format import human_bytes, human_ms, pct
+from .pareto import conclusions, ok_rows
+
+EXPLANATION = (
+    "acc: test accuracy % [95% Wilson CI]; agree: % of test predictions equal to fp32's; "
+    "size: bytes of the saved artifact (x = times smaller than fp32); bits/p: file bits per parameter; "
+    "latency: median [p10-p90] per batch; thr: samples/s at the largest batch; mem: peak RSS growth to "
+    "load + run the largest batch in a fresh process; prep: seconds spent quantizing/calibrating/fine-tuning; "
+    "kernel: what executed the row. Every number is measured on the saved artifact, reloaded."
+)
+
+
+def render(results: Results, console: Console | None = None) -> None:
+    console = console or Console(width=max(Console().width, 150))
+    rows = results.rows
+    batch_sizes = [l.batch_size for l in next((r.latency for r in rows if r.latency), [])]
+    console.print(_table(results, batch_sizes))
+    console.print(escape(EXPLANATION), style="dim")
+    for row in rows:
+        console.print(f"[dim]kernel[/dim] {row.method}: {row.kernel or '-'}"
+                      + (" [yellow](simulated)[/yellow]" if row.simulated else ""))
+    for note in _notes(rows):
+        console.print(f"[dim]note[/dim] {note}")
+    for line in conclusions(rows, batch_sizes or [1]):
+        console.print(f"- {line}")
+
+
+def _table(results: Results, batch_sizes: list[int]) -> Table:
+    env = results.env
+    title = (f"{results.task['description']}, n={results.task['n_test']} test samples  |  "
+             f"{env['cpu']}, {env['threads']} threads, torch {env['versions']['torch']}")
+    table = Table(title=title, title_justify="left")
+    for col in ["method", "acc % [CI]", "agree %", "size", "bits/p", *[f"lat b{b}" for b in batch_sizes],
+                "thr/s", "mem", "prep s"]:
+        table.add_column(col, overflow="fold")
+    base = next((r for r in ok_rows(results.rows) if r.method == "fp32"), None)
+    for row in results.rows:
+        table.add_row(*_cells(row, base, batch_sizes))
+    return table
+
+
+def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
+    if row.status != "ok":
+        return [row.method, f"[red]{row.status}[/red]: {row.error}", *[""] * (len(batch_sizes) + 6)]
+    lo, hi = row.accuracy_ci
+    ratio = f" ({base.size_bytes / row.size_bytes:.1f}x)" if base and row is not base else ""
+    lat = [_latency_cell(row.latency_at(b)) for b in batch_sizes]
+    largest = row.latency_at(max(batch_sizes)) if batch_sizes else None
+    return [row.method, f"{pct(row.accuracy)} [{pct(lo)}-{pct(hi)}]", pct(row.agreement),
+            human_bytes(row.size_bytes) + ratio, f"{row.bits_per_param:.1f}", *lat,
+            f"{largest.throughput_per_s:,.0f}" if largest else "-", human_bytes(row.peak_memory_bytes),
+            f"{row.quantize_seconds:.2f}"]
+
+
+def _latency_cell(lat) -> str:
+    return "-" if lat is None else f"{human_ms(lat.median_ms)} [{human_ms(lat.p10_ms)}-{human_ms(lat.p90_ms)}]"
+
+
+def _notes(rows: list[Row]) -> list[str]:
+    return [f"{r.method}: {n}" for r in rows for n in r.notes]

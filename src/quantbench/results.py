@@ -1,0 +1,60 @@
+"""The result record (a stable, documented schema; see docs/results-schema.md)."""
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .measure.latency import Latency
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "unsupported")
+
+
+@dataclass
+class Row:
+    method: str
+    config: dict[str, Any]
+    task: str
+    runtime: str
+    status: str = "ok"
+    error: str | None = None
+    kernel: str | None = None
+    simulated: bool = False
+    accuracy: float | None = None
+    accuracy_ci: list[float] | None = None
+    n_samples: int | None = None
+    agreement: float | None = None
+    size_bytes: int | None = None
+    n_params: int | None = None
+    bits_per_param: float | None = None
+    latency: list[Latency] = field(default_factory=list)
+    peak_memory_bytes: int | None = None
+    quantize_seconds: float | None = None
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def latency_at(self, batch_size: int) -> Latency | None:
+        return next((l for l in self.latency if l.batch_size == batch_size), None)
+
+
+@dataclass
+class Results:
+    env: dict[str, Any]
+    task: dict[str, Any]
+    rows: list[Row]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save_json(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Results":
+        rows = [Row(**{**r, "latency": [Latency(**l) for l in r.get("latency", [])]}) for r in data["rows"]]
+        return cls(env=data["env"], task=data["task"], rows=rows, schema_version=data.get("schema_version", 1))
+
+    @classmethod
+    def load_json(cls, path: Path) -> "Results":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,68 @@
+"""What is measured: a model, its data splits and a metric."""
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..registry import Registry
+
+
+@dataclass
+class Splits:
+    """Train (fit), val (early stopping), calib (subset of train for PTQ), test (reported)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_calib: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for t in (self.x_train, self.y_train, self.x_val, self.y_val):
+            digest.update(t.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass
+class Task:
+    name: str
+    description: str
+    splits: Splits
+    n_classes: int
+    build_model: Callable[[], nn.Module]
+    model_key: dict = field(default_factory=dict)
+    pretrained: nn.Module | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def example_input(self) -> torch.Tensor:
+        return self.splits.x_test[:1]
+
+
+TASKS: Registry[Callable[..., Task]] = Registry("task")
+
+
+def split_arrays(x: np.ndarray, y: np.ndarray, seed: int, test_frac=0.2, val_frac=0.15, calib_max=256) -> Splits:
+    """Stratified train/val/test split; calib is a slice of train, never of test."""
+    from sklearn.model_selection import train_test_split
+
+    if len(x) < 20:
+        raise UserError(f"dataset has {len(x)} rows; need at least 20 to train, validate and test")
+    strat = y if np.bincount(y).min() >= 3 else None
+    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test_frac, random_state=seed, stratify=strat)
+    strat = y_rest if strat is not None else None
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=val_frac / (1 - test_frac), random_state=seed, stratify=strat
+    )
+    t = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dt)  # noqa: E731
+    return Splits(
+        x_train=t(x_train), y_train=t(y_train, torch.long), x_val=t(x_val), y_val=t(y_val, torch.long),
+        x_calib=t(x_train[:calib_max]), x_test=t(x_test), y_test=t(y_test, torch.long),
+    )

@@ -1,0 +1,98 @@
+"""Train the FP32 baseline properly (seeded, early stopping on validation) and cache it."""
+import copy
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .base import Splits, Task
+
+TRAIN_RECIPE = {"version": 1, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4,
+                "batch_size": 64, "max_epochs": 300, "patience": 20}
+
+
+@dataclass
+class TrainInfo:
+    seconds: float
+    epochs: int
+    cached: bool
+    val_accuracy: float | None = None
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("QUANTBENCH_CACHE", Path.home() / ".cache" / "quantbench"))
+
+
+def trained_fp32(task: Task, seed: int, cache_dir: Path | None = None, progress: bool = True):
+    """The task's FP32 model, trained once per (task, data, recipe, seed) and then loaded from cache."""
+    if task.pretrained is not None:
+        return task.pretrained.eval(), TrainInfo(0.0, 0, cached=True)
+    path = (cache_dir or default_cache_dir()) / f"{task.name.replace(':', '_')}-{_cache_key(task, seed)}.pt"
+    model = task.build_model()
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval(), TrainInfo(0.0, 0, cached=True)
+    torch.manual_seed(seed)
+    model = task.build_model()
+    start = time.perf_counter()
+    epochs, val_acc = fit(model, task.splits, lr=TRAIN_RECIPE["lr"], max_epochs=TRAIN_RECIPE["max_epochs"],
+                          patience=TRAIN_RECIPE["patience"], seed=seed, desc="train fp32", progress=progress)
+    seconds = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model.eval(), TrainInfo(seconds, epochs, cached=False, val_accuracy=val_acc)
+
+
+def fit(model: nn.Module, splits: Splits, lr: float, max_epochs: int, patience: int, seed: int,
+        desc: str, progress: bool = True, before_epoch: Callable[[nn.Module, int], None] | None = None):
+    """Adam on cross-entropy; keeps the weights of the best validation loss. Returns (epochs, val acc)."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=TRAIN_RECIPE["weight_decay"])
+    gen = torch.Generator().manual_seed(seed)
+    best = (float("inf"), None, 0.0)
+    stale, epoch = 0, 0
+    bar = tqdm(range(max_epochs), desc=desc, disable=not progress, leave=False, unit="epoch")
+    for epoch in bar:
+        if before_epoch:
+            before_epoch(model, epoch)
+        _train_epoch(model, opt, splits, gen)
+        val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val)
+        bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        if val_loss < best[0] - 1e-4:
+            best, stale = (val_loss, copy.deepcopy(model.state_dict()), val_acc), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    bar.close()
+    if best[1] is not None:
+        model.load_state_dict(best[1])
+    return epoch + 1, best[2]
+
+
+def _train_epoch(model, opt, splits: Splits, gen) -> None:
+    model.train()
+    order = torch.randperm(len(splits.x_train), generator=gen)
+    for idx in order.split(TRAIN_RECIPE["batch_size"]):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(splits.x_train[idx]), splits.y_train[idx]).backward()
+        opt.step()
+
+
+@torch.no_grad()
+def evaluate(model, x, y) -> tuple[float, float]:
+    model.eval()
+    logits = model(x)
+    return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+def _cache_key(task: Task, seed: int) -> str:
+    blob = json.dumps({"model": task.model_key, "data": task.splits.fingerprint(), "seed": seed,
+                       "recipe": TRAIN_RECIPE, "torch": torch.__version__.split("+")[0]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+
+from quantbench.measure.accuracy import agreement, wilson_interval
+from quantbench.measure.latency import batch_of, measure_latency, summarize
+from quantbench.measure.size import bits_per_parameter
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(90, 100)
+    assert lo == pytest.approx(0.8256, abs=1e-3) and hi == pytest.approx(0.9448, abs=1e-3)
+    lo, hi = wilson_interval(100, 100)
+    assert hi == 1.0 and 0.96 < lo < 0.97
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_agreement():
+    assert agreement(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 4])) == 0.75
+
+
+def test_summarize_percentiles_and_throughput():
+    lat = summarize([i / 1000 for i in range(1, 101)], batch_size=10)
+    assert lat.median_ms == pytest.approx(50.5)
+    assert lat.p10_ms < lat.median_ms < lat.p90_ms
+    assert lat.throughput_per_s == pytest.approx(10 / 0.0505)
+
+
+def test_measure_latency_runs_the_callable_and_reports_a_distribution():
+    calls = []
+    lat = measure_latency(lambda x: calls.append(len(x)), torch.zeros(4, 3), warmup=2, min_repeats=10, max_seconds=0.2)
+    assert lat.repeats >= 10 and len(calls) == lat.repeats + 2 and set(calls) == {4}
+
+
+def test_batch_of_repeats_real_rows():
+    x = torch.arange(6.0).reshape(3, 2)
+    b = batch_of(x, 7)
+    assert b.shape == (7, 2) and torch.equal(b[3], x[0])
+
+
+def test_bits_per_parameter():
+    assert bits_per_parameter(1000, 1000) == 8.0
