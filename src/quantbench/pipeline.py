@@ -52,8 +52,8 @@ def _fill_quality(row: Row, run, ctx: Context, reference: torch.Tensor) -> None:
     pred = predict(run, splits.x_test)
     correct = int((pred == splits.y_test).sum())
     row.n_samples = len(splits.y_test)
-    row.accuracy = correct / row.n_samples
-    row.accuracy_ci = list(wilson_interval(correct, row.n_samples))
+    row.accuracy = row.quality = correct / row.n_samples
+    row.accuracy_ci = row.quality_ci = list(wilson_interval(correct, row.n_samples))
     row.agreement = agreement(pred, reference)
 
 

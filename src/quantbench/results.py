@@ -20,6 +20,10 @@ class Row:
     error: str | None = None
     kernel: str | None = None
     simulated: bool = False
+    metric: str = "accuracy"
+    quality: float | None = None
+    quality_ci: list[float] | None = None
+    higher_is_better: bool = True
     accuracy: float | None = None
     accuracy_ci: list[float] | None = None
     n_samples: int | None = None
@@ -32,6 +36,10 @@ class Row:
     quantize_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+    def oriented_quality(self) -> float:
+        """Quality where larger is always better (perplexity is negated)."""
+        return self.quality if self.higher_is_better else -self.quality
 
     def latency_at(self, batch_size: int) -> Latency | None:
         return next((l for l in self.latency if l.batch_size == batch_size), None)

@@ -3,11 +3,11 @@ import csv
 from pathlib import Path
 
 from ..results import Results
-from .format import human_bytes, human_ms, pct
+from .format import human_bytes, human_ms, pct, quality_cell, quality_header
 from .pareto import conclusions
 
-CSV_COLUMNS = ["task", "method", "status", "error", "runtime", "kernel", "simulated", "accuracy", "accuracy_ci_low",
-               "accuracy_ci_high", "n_samples", "agreement", "size_bytes", "n_params", "bits_per_param",
+CSV_COLUMNS = ["task", "method", "status", "error", "runtime", "kernel", "simulated", "metric", "quality",
+               "quality_ci_low", "quality_ci_high", "higher_is_better", "accuracy", "n_samples", "agreement", "size_bytes", "n_params", "bits_per_param",
                "batch_size", "median_ms", "p10_ms", "p90_ms", "throughput_per_s", "peak_memory_bytes",
                "quantize_seconds"]
 
@@ -25,8 +25,8 @@ def write_csv(results: Results, path: Path) -> None:
         writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in results.rows:
-            ci = row.accuracy_ci or [None, None]
-            fields = {**vars(row), "accuracy_ci_low": ci[0], "accuracy_ci_high": ci[1]}
+            ci = row.quality_ci or [None, None]
+            fields = {**vars(row), "quality_ci_low": ci[0], "quality_ci_high": ci[1]}
             for lat in row.latency or [None]:
                 writer.writerow({**fields, **(vars(lat) if lat else {})})
 
@@ -34,14 +34,14 @@ def write_csv(results: Results, path: Path) -> None:
 def to_markdown(results: Results) -> str:
     rows = results.rows
     batch_sizes = sorted({l.batch_size for r in rows for l in r.latency})
-    head = ["method", "status", "accuracy % [95% CI]", "agree %", "size", "bits/param",
+    metric = next((r.metric for r in rows if r.status == "ok"), "accuracy")
+    head = ["method", "status", quality_header(metric), "agree %", "size", "bits/param",
             *[f"latency b{b} median [p10-p90]" for b in batch_sizes], "kernel"]
     lines = [f"# quantbench: {results.task['description']}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        acc = f"{pct(r.accuracy)} [{pct(r.accuracy_ci[0])}-{pct(r.accuracy_ci[1])}]" if r.accuracy_ci else "-"
         lat = [_md_latency(r.latency_at(b)) for b in batch_sizes]
-        cells = [r.method, r.status if r.status == "ok" else f"{r.status}: {r.error}", acc, pct(r.agreement),
+        cells = [r.method, r.status if r.status == "ok" else f"{r.status}: {r.error}", quality_cell(r), pct(r.agreement),
                  human_bytes(r.size_bytes), f"{r.bits_per_param:.2f}" if r.bits_per_param else "-", *lat,
                  r.kernel or "-"]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")

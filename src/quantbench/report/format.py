@@ -1,4 +1,4 @@
-"""Human units: bytes never print as '0.00 MB'."""
+"""Human units: bytes never print as '0.00 MB'; quality printed the way its metric reads."""
 
 
 def human_bytes(n: int | None) -> str:
@@ -20,3 +20,22 @@ def human_ms(ms: float | None) -> str:
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
+
+
+def quality_value(metric: str, value: float | None) -> str:
+    """Accuracy as a percentage, other metrics as numbers with 4 significant digits."""
+    if value is None:
+        return "-"
+    return pct(value) if metric == "accuracy" else f"{value:.4g}"
+
+
+def quality_cell(row) -> str:
+    text = quality_value(row.metric, row.quality)
+    if row.quality_ci:
+        lo, hi = (quality_value(row.metric, v) for v in row.quality_ci)
+        text += f" [{lo}-{hi}]"
+    return text
+
+
+def quality_header(metric: str) -> str:
+    return "acc % [95% CI]" if metric == "accuracy" else f"{metric} [95% CI]"

@@ -17,19 +17,20 @@ def ok_rows(rows: list[Row]) -> list[Row]:
 
 
 def size_front(rows: list[Row]) -> list[str]:
-    return pareto_front({r.method: (r.size_bytes, r.accuracy) for r in ok_rows(rows)})
+    return pareto_front({r.method: (r.size_bytes, r.oriented_quality()) for r in ok_rows(rows)})
 
 
 def latency_front(rows: list[Row], batch_size: int) -> list[str]:
-    return pareto_front({r.method: (r.latency_at(batch_size).median_ms, r.accuracy)
+    return pareto_front({r.method: (r.latency_at(batch_size).median_ms, r.oriented_quality())
                          for r in ok_rows(rows) if r.latency_at(batch_size)})
 
 
 def conclusions(rows: list[Row], batch_sizes: list[int]) -> list[str]:
     """Sentences derived only from the measured numbers."""
-    lines = [f"Pareto front, accuracy vs size: {', '.join(size_front(rows))}."]
+    metric = next((r.metric for r in ok_rows(rows)), "quality")
+    lines = [f"Pareto front, {metric} vs size: {', '.join(size_front(rows))}."]
     for b in batch_sizes:
-        lines.append(f"Pareto front, accuracy vs latency at batch {b}: {', '.join(latency_front(rows, b))}.")
+        lines.append(f"Pareto front, {metric} vs latency at batch {b}: {', '.join(latency_front(rows, b))}.")
     base = next((r for r in ok_rows(rows) if r.method == "fp32"), None)
     if base:
         lines += [_versus_fp32(r, base, batch_sizes[0]) for r in ok_rows(rows) if r is not base]
@@ -38,13 +39,22 @@ def conclusions(rows: list[Row], batch_sizes: list[int]) -> list[str]:
 
 
 def _versus_fp32(row: Row, base: Row, batch_size: int) -> str:
-    delta = 100 * (row.accuracy - base.accuracy)
-    overlap = row.accuracy_ci[1] >= base.accuracy_ci[0] and base.accuracy_ci[1] >= row.accuracy_ci[0]
-    verdict = "within the 95% CIs" if overlap else "outside the 95% CIs"
     text = f"{row.method}: {base.size_bytes / row.size_bytes:.1f}x smaller"
     mine, theirs = row.latency_at(batch_size), base.latency_at(batch_size)
     if mine and theirs:
         speedup = theirs.median_ms / mine.median_ms
         pace = f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
         text += f", {pace} than fp32 at batch {batch_size}"
-    return text + f", accuracy {delta:+.1f} pts ({verdict}), agrees with fp32 on {100 * row.agreement:.1f}%."
+    return text + f", {quality_change(row, base)}, agrees with fp32 on {100 * row.agreement:.1f}%."
+
+
+def quality_change(row: Row, base: Row) -> str:
+    """'accuracy -0.3 pts (within the 95% CIs)' or 'perplexity 27.6 -> 31.1 (+12.6%)'."""
+    if row.metric == "accuracy":
+        change = f"accuracy {100 * (row.quality - base.quality):+.1f} pts"
+    else:
+        change = f"{row.metric} {base.quality:.4g} -> {row.quality:.4g} ({100 * (row.quality / base.quality - 1):+.1f}%)"
+    if not (row.quality_ci and base.quality_ci):
+        return change
+    overlap = row.quality_ci[1] >= base.quality_ci[0] and base.quality_ci[1] >= row.quality_ci[0]
+    return change + (" (within the 95% CIs)" if overlap else " (outside the 95% CIs)")

@@ -1,4 +1,4 @@
-"""PNG: accuracy vs size and vs batch-1 latency, Pareto front marked."""
+"""PNG: quality vs size and vs smallest-batch latency, Pareto front marked."""
 from pathlib import Path
 
 from ..results import Results
@@ -21,10 +21,13 @@ def plot_tradeoffs(results: Results, path: Path) -> Path | None:
         (axes[1], {r.method: r.latency_at(batch).median_ms for r in rows if r.latency_at(batch)},
          latency_front(rows, batch), f"median latency at batch {batch} (ms, log)"),
     ]
-    accuracy = {r.method: 100 * r.accuracy for r in rows}
-    errors = {r.method: (100 * (r.accuracy - r.accuracy_ci[0]), 100 * (r.accuracy_ci[1] - r.accuracy)) for r in rows}
+    scale = 100 if rows[0].metric == "accuracy" else 1
+    quality = {r.method: scale * r.quality for r in rows}
+    errors = {r.method: (scale * (r.quality - r.quality_ci[0]), scale * (r.quality_ci[1] - r.quality))
+              if r.quality_ci else (0.0, 0.0) for r in rows}
+    ylabel = "test accuracy % (95% CI)" if scale == 100 else f"{rows[0].metric} (95% CI)"
     for ax, cost, front, xlabel in panels:
-        _panel(ax, cost, accuracy, errors, front, xlabel)
+        _panel(ax, cost, quality, errors, front, xlabel, ylabel)
     fig.suptitle(results.task["description"], fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -32,7 +35,7 @@ def plot_tradeoffs(results: Results, path: Path) -> Path | None:
     return path
 
 
-def _panel(ax, cost, accuracy, errors, front, xlabel) -> None:
+def _panel(ax, cost, accuracy, errors, front, xlabel, ylabel) -> None:
     for name, x in cost.items():
         on_front = name in front
         low, high = errors[name]
@@ -43,6 +46,6 @@ def _panel(ax, cost, accuracy, errors, front, xlabel) -> None:
     ax.plot(xs, [accuracy[n] for n in front], "--", color="C3", alpha=0.6, label="Pareto front")
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy % (95% CI)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -4,11 +4,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..results import Results, Row
-from .format import human_bytes, human_ms, pct
+from .format import human_bytes, human_ms, pct, quality_cell, quality_header
 from .pareto import conclusions, ok_rows
 
 EXPLANATION = (
-    "acc: test accuracy % [95% Wilson CI]; agree: % of test predictions equal to fp32's; "
+    "quality: the task's metric on the test split with its 95% interval (accuracy: Wilson); "
+    "agree: % of test predictions equal to fp32's; "
     "size: bytes of the saved artifact (x = times smaller than fp32); bits/p: file bits per parameter; "
     "latency: median [p10-p90] per batch; thr: samples/s at the largest batch; mem: peak RSS growth to "
     "load + run the largest batch in a fresh process; prep: seconds spent quantizing/calibrating/fine-tuning; "
@@ -36,7 +37,8 @@ def _table(results: Results, batch_sizes: list[int]) -> Table:
     title = (f"{results.task['description']}, n={results.task['n_test']} test samples  |  "
              f"{env['cpu']}, {env['threads']} threads, torch {env['versions']['torch']}")
     table = Table(title=title, title_justify="left")
-    for col in ["method", "acc % [CI]", "agree %", "size", "bits/p", *[f"lat b{b}" for b in batch_sizes],
+    metric = next((r.metric for r in results.rows if r.status == "ok"), "accuracy")
+    for col in ["method", quality_header(metric), "agree %", "size", "bits/p", *[f"lat b{b}" for b in batch_sizes],
                 "thr/s", "mem", "prep s"]:
         table.add_column(col, overflow="fold")
     base = next((r for r in ok_rows(results.rows) if r.method == "fp32"), None)
@@ -48,11 +50,10 @@ def _table(results: Results, batch_sizes: list[int]) -> Table:
 def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
     if row.status != "ok":
         return [row.method, f"[red]{row.status}[/red]: {row.error}", *[""] * (len(batch_sizes) + 6)]
-    lo, hi = row.accuracy_ci
     ratio = f" ({base.size_bytes / row.size_bytes:.1f}x)" if base and row is not base else ""
     lat = [_latency_cell(row.latency_at(b)) for b in batch_sizes]
     largest = row.latency_at(max(batch_sizes)) if batch_sizes else None
-    return [row.method, f"{pct(row.accuracy)} [{pct(lo)}-{pct(hi)}]", pct(row.agreement),
+    return [row.method, quality_cell(row), pct(row.agreement),
             human_bytes(row.size_bytes) + ratio, f"{row.bits_per_param:.1f}", *lat,
             f"{largest.throughput_per_s:,.0f}" if largest else "-", human_bytes(row.peak_memory_bytes),
             f"{row.quantize_seconds:.2f}"]
