@@ -9,7 +9,6 @@ from tqdm.auto import tqdm
 from . import methods  # noqa: F401  (registers the methods)
 from .config import parse_methods
 from .env import capture_env
-from .measure.accuracy import predict
 from .pipeline import measure_method
 from .results import Results
 from .runtimes import TorchCPU
@@ -26,8 +25,7 @@ def compare(spec: CompareSpec) -> Results:
     runtime = TorchCPU()
     task = build_task(spec.task, **spec.task_options())
     fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None, spec.progress)
-    with torch.no_grad():
-        reference = predict(fp32, task.splits.x_test)
+    reference = task.reference(fp32)
     ctx = methods.Context(task=task, runtime=runtime, seed=spec.seed, progress=spec.progress)
     with _artifact_dir(spec.out) as artifacts:
         bar = tqdm(configs, desc="methods", disable=not spec.progress, leave=False, unit="method")
@@ -36,7 +34,7 @@ def compare(spec: CompareSpec) -> Results:
             bar.set_postfix_str(config.label())
             rows.append(measure_method(config, fp32, ctx, reference, spec, Path(artifacts)))
     task_info = {"name": task.name, "description": task.description, "notes": task.notes,
-                 "n_test": len(task.splits.y_test), "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
+                 "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
     return Results(env=capture_env(threads, runtime.engine), task=task_info, rows=rows)
 
 

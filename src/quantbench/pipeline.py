@@ -4,12 +4,10 @@ import time
 import traceback
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .config import MethodConfig
-from .measure.accuracy import agreement, predict, wilson_interval
-from .measure.latency import batch_of, measure_latency
+from .measure.latency import measure_latency
 from .measure.memory import peak_memory_bytes
 from .measure.size import artifact_bytes, bits_per_parameter, count_weights
 from .methods import Context, Unsupported, apply_method
@@ -17,8 +15,8 @@ from .results import Row
 from .spec import CompareSpec
 
 
-def measure_method(config: MethodConfig, fp32: nn.Module, ctx: Context, reference: torch.Tensor,
-                   spec: CompareSpec, artifacts: Path) -> Row:
+def measure_method(config: MethodConfig, fp32: nn.Module, ctx: Context, reference, spec: CompareSpec,
+                   artifacts: Path) -> Row:
     """A complete row, or a row that records why it failed; never raises for the method's sake."""
     row = Row(method=config.label(), config=config.to_dict(), task=ctx.task.name, runtime=ctx.runtime.name)
     try:
@@ -35,26 +33,26 @@ def _fill_row(row: Row, config, fp32, ctx: Context, reference, spec: CompareSpec
     start = time.perf_counter()
     quantized = apply_method(config, fp32, ctx)
     row.quantize_seconds = time.perf_counter() - start
-    row.kernel, row.notes, row.details = quantized.kernel, quantized.notes, quantized.details
-    path = ctx.runtime.save(quantized.module, ctx.task.example_input, artifacts / f"{_file_name(row.method)}.pt")
-    run = ctx.runtime.load(path)
-    _fill_quality(row, run, ctx, reference)
+    row.kernel, row.notes = quantized.kernel, quantized.notes
+    path = ctx.runtime.save(quantized, ctx.task, artifacts / _file_name(row.method))
+    row.details = quantized.details
+    run = ctx.runtime.load(path, ctx.task)
+    _fill_quality(row, ctx.task.evaluate(run, reference))
     _fill_size(row, path, fp32)
-    x = ctx.task.splits.x_test
-    row.latency = [measure_latency(run, batch_of(x, b)) for b in spec.batch_sizes]
-    if spec.memory:
-        shape = [max(spec.batch_sizes), *x.shape[1:]]
+    row.latency = [measure_latency(run, ctx.task.latency_input(b)) for b in spec.batch_sizes]
+    if spec.memory and path.suffix == ".pt":
+        shape = list(ctx.task.latency_input(max(spec.batch_sizes)).shape)
         row.peak_memory_bytes = peak_memory_bytes(path, shape, spec.resolved_threads(), ctx.runtime.engine)
+    elif spec.memory:
+        row.notes.append("peak memory not measured: the probe loads TorchScript artifacts only")
 
 
-def _fill_quality(row: Row, run, ctx: Context, reference: torch.Tensor) -> None:
-    splits = ctx.task.splits
-    pred = predict(run, splits.x_test)
-    correct = int((pred == splits.y_test).sum())
-    row.n_samples = len(splits.y_test)
-    row.accuracy = row.quality = correct / row.n_samples
-    row.accuracy_ci = row.quality_ci = list(wilson_interval(correct, row.n_samples))
-    row.agreement = agreement(pred, reference)
+def _fill_quality(row: Row, quality) -> None:
+    row.metric, row.quality, row.quality_ci = quality.metric, quality.value, quality.ci
+    row.higher_is_better, row.n_samples, row.agreement = quality.higher_is_better, quality.n_samples, quality.agreement
+    row.accuracy = quality.accuracy
+    row.accuracy_ci = quality.ci if quality.accuracy is not None else None
+    row.details.update(quality.extra)
 
 
 def _fill_size(row: Row, path: Path, fp32: nn.Module) -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from quantbench.measure.accuracy import agreement, wilson_interval
-from quantbench.measure.latency import batch_of, measure_latency, summarize
+from quantbench.measure.latency import measure_latency, summarize
 from quantbench.measure.size import bits_per_parameter
 
 
@@ -31,12 +31,6 @@ def test_measure_latency_runs_the_callable_and_reports_a_distribution():
     calls = []
     lat = measure_latency(lambda x: calls.append(len(x)), torch.zeros(4, 3), warmup=2, min_repeats=10, max_seconds=0.2)
     assert lat.repeats >= 10 and len(calls) == lat.repeats + 2 and set(calls) == {4}
-
-
-def test_batch_of_repeats_real_rows():
-    x = torch.arange(6.0).reshape(3, 2)
-    b = batch_of(x, 7)
-    assert b.shape == (7, 2) and torch.equal(b[3], x[0])
 
 
 def test_bits_per_parameter():

@@ -49,9 +49,3 @@ def _time_once(run: Runner, batch: torch.Tensor) -> float:
     start = time.perf_counter()
     run(batch)
     return time.perf_counter() - start
-
-
-def batch_of(x: torch.Tensor, size: int) -> torch.Tensor:
-    """A batch of ``size`` real inputs (repeating the test set if it is smaller)."""
-    reps = -(-size // len(x))
-    return x.repeat(reps, *([1] * (x.dim() - 1)))[:size].contiguous()

@@ -24,10 +24,15 @@ class Context:
 
 @dataclass
 class Quantized:
+    """A quantized model in memory. ``packed``: layers stored as low-bit codes in the artifact
+    (weight-only methods); ``format_config``: the quantization_config saved with them."""
+
     module: nn.Module
     kernel: str
     notes: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    packed: dict | None = None
+    format_config: dict = field(default_factory=dict)
 
 
 Handler = Callable[[MethodConfig, nn.Module, Context], Quantized]

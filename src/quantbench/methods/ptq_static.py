@@ -10,7 +10,7 @@ from ..config import MethodConfig, option, register_method
 from ..errors import UserError
 from ..quiet import quiet_torch_quantization
 from .base import Context, Quantized, quantizes
-from .int8_modules import float_layers_note, require_int8_engine
+from .int8_modules import float_layers_note, require_int8_engine, require_traceable
 from .observers import activation_observer
 
 
@@ -45,18 +45,19 @@ def quantize_static_int8(config: PTQStaticConfig, model: nn.Module, ctx: Context
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     engine = require_int8_engine(ctx)
-    calib = ctx.task.splits.x_calib[: config.calib_samples]
+    require_traceable(ctx, "static int8 (FX graph mode)")
+    calib = ctx.task.calibration_inputs(config.calib_samples, config.calib_batch)
     with quiet_torch_quantization():
         prepared = prepare_fx(model, static_qconfig_mapping(config, engine), (ctx.task.example_input,))
-        calibrate(prepared, calib, config.calib_batch, ctx.progress)
+        calibrate(prepared, calib, ctx.progress)
         q = convert_fx(prepared)
-    notes = [f"calibrated on {len(calib)} training samples with the {config.observer} observer"]
+    notes = [f"calibrated on {sum(len(b) for b in calib)} training samples with the {config.observer} observer"]
     notes += float_layers_note(q, "not convertible by FX static quantization")
     return Quantized(q, kernel=ctx.runtime.kernel("int8 static linear/conv"), notes=notes)
 
 
 @torch.no_grad()
-def calibrate(prepared: nn.Module, x: torch.Tensor, batch: int, progress: bool) -> None:
+def calibrate(prepared: nn.Module, batches: list[torch.Tensor], progress: bool) -> None:
     prepared.eval()
-    for chunk in tqdm(x.split(batch), desc="calibrate", disable=not progress, leave=False, unit="batch"):
-        prepared(chunk)
+    for batch in tqdm(batches, desc="calibrate", disable=not progress, leave=False, unit="batch"):
+        prepared(batch)

@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..quiet import quiet_torch_quantization
 from ..tasks.train import fit
 from .base import Context, Quantized, quantizes
-from .int8_modules import float_layers_note, require_int8_engine
+from .int8_modules import float_layers_note, require_int8_engine, require_traceable
 
 
 @register_method("qat", "fake-quant fine-tuning from the FP32 weights, converted to int8")
@@ -55,6 +55,9 @@ def quantize_qat_int8(config: QATConfig, model: nn.Module, ctx: Context) -> Quan
     from torch.ao.quantization.quantize_fx import convert_fx
 
     engine = require_int8_engine(ctx)
+    require_traceable(ctx, "QAT (FX graph mode)")
+    if not hasattr(ctx.task, "splits"):
+        raise Unsupported(f"QAT fine-tunes on labelled data; task '{ctx.task.name}' has none")
     prepared = prepare_qat_model(model, engine, ctx.task.example_input)
     with quiet_torch_quantization():
         epochs, val_acc = fit(prepared, ctx.task.splits, lr=config.lr, max_epochs=config.epochs,

@@ -34,7 +34,8 @@ def render(results: Results, console: Console | None = None) -> None:
 
 def _table(results: Results, batch_sizes: list[int]) -> Table:
     env = results.env
-    title = (f"{results.task['description']}, n={results.task['n_test']} test samples  |  "
+    n = next((r.n_samples for r in results.rows if r.n_samples), None)
+    title = (f"{results.task['description']}, n={n} test samples  |  "
              f"{env['cpu']}, {env['threads']} threads, torch {env['versions']['torch']}")
     table = Table(title=title, title_justify="left")
     metric = next((r.metric for r in results.rows if r.status == "ok"), "accuracy")

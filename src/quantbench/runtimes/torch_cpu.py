@@ -1,8 +1,13 @@
-"""PyTorch on CPU: models saved as frozen TorchScript, int8 ops on torch's quantized engines.
+"""PyTorch on CPU, with two artifact formats:
 
-Engine per platform: 'x86' (fbgemm with oneDNN) on x86-64, 'qnnpack' on ARM. On our AVX2
-machines fbgemm's int8 linear is 3-6x faster than fp32 (see shared measurements), while
-torchao's int8 CPU path is slower than fp32 there, so torch's engines are the CPU default.
+- frozen TorchScript (``.pt``) for models with one tensor input: fp32 and torch int8 models,
+  whose int8 ops run on torch's quantized engines ('x86' = fbgemm/oneDNN on x86-64,
+  'qnnpack' on ARM; on our AVX2 machines fbgemm's int8 linear is 3-6x faster than fp32 while
+  torchao's int8 CPU path is slower, see docs/kernels.md);
+- safetensors (``.safetensors``) for low-bit weight-only models (packed codes, dequantized
+  once at load) and for every model of a task that cannot be traced (transformers).
+After loading, traceable models are frozen TorchScript in memory too, so fp32 and
+dequantized low-bit rows run the same engine.
 """
 import platform
 from dataclasses import dataclass, field
@@ -47,24 +52,50 @@ class TorchCPU:
         """Name of what runs ``op`` (e.g. 'int8 dynamic linear') on this runtime."""
         return f"torch {_ENGINE_KERNELS.get(self.engine, self.engine)} {op}"
 
-    def save(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    def save(self, quantized, task, stem: Path) -> Path:
+        """Write the artifact of ``quantized`` (a methods.Quantized) and return its path."""
         self.activate()
+        if quantized.packed is not None or not task.traceable:
+            return _save_safetensors(quantized, stem.with_suffix(".safetensors"))
+        path = stem.with_suffix(".pt")
         with torch.no_grad(), quiet_torch_quantization():
-            scripted = torch.jit.freeze(torch.jit.trace(module.eval(), example))
-            torch.jit.save(scripted, str(path))
+            torch.jit.save(_freeze(quantized.module, task.example_input), str(path))
         return path
 
-    def load(self, path: Path) -> Runner:
+    def load(self, path: Path, task) -> Runner:
         self.activate()
+        if path.suffix == ".safetensors":
+            from ..methods.lowbit.artifact import load_lowbit
+
+            module = load_lowbit(path, task.build_model())
+            return _Runner(_freeze(module, task.example_input) if task.traceable else module)
         with quiet_torch_quantization():
-            scripted = torch.jit.load(str(path))
-        return _NoGrad(scripted)
+            return _Runner(torch.jit.load(str(path)))
 
 
-class _NoGrad:
+def _save_safetensors(quantized, path: Path) -> Path:
+    from ..methods.base import Unsupported
+    from ..methods.lowbit.artifact import save_lowbit
+
+    if any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in quantized.module.modules()):
+        raise Unsupported("torch int8 modules of an untraceable model cannot be saved yet (no TorchScript); "
+                          "use rtn/gptq for this task")
+    breakdown = save_lowbit(quantized.module, quantized.packed or {}, quantized.format_config, path)
+    quantized.details["size_breakdown"] = vars(breakdown) | {"metadata_bytes": breakdown.metadata_bytes}
+    return path
+
+
+def _freeze(module: nn.Module, example: torch.Tensor):
+    with torch.no_grad(), quiet_torch_quantization():
+        return torch.jit.freeze(torch.jit.trace(module.eval(), example))
+
+
+class _Runner:
+    """Calls the model on a batch (a tensor, or a dict of tensors for transformers) without autograd."""
+
     def __init__(self, module):
         self.module = module
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch):
         with torch.inference_mode():
-            return self.module(x)
+            return self.module(**batch) if isinstance(batch, dict) else self.module(batch)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..measure.accuracy import agreement, predict, wilson_interval
 from ..registry import Registry
 
 
@@ -31,7 +32,52 @@ class Splits:
 
 
 @dataclass
-class Task:
+class Quality:
+    """What a task measured about one model: its headline metric and agreement with fp32."""
+
+    metric: str
+    value: float
+    ci: list[float] | None
+    higher_is_better: bool
+    n_samples: int
+    agreement: float | None
+    accuracy: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class TaskBase:
+    """The interface the pipeline uses; tasks differ in data and metric, not in plumbing.
+    ``traceable``: inputs are one tensor, so models can be frozen TorchScript."""
+
+    name: str
+    description: str
+    build_model: Callable[[], nn.Module]
+    notes: list[str]
+    traceable: bool = True
+    pretrained: nn.Module | None = None
+
+    @property
+    def example_input(self):
+        raise NotImplementedError
+
+    def calibration_inputs(self, n_samples: int, batch_size: int = 32) -> list:
+        raise NotImplementedError
+
+    def latency_input(self, batch_size: int):
+        raise NotImplementedError
+
+    def reference(self, model: nn.Module):
+        """The fp32 model's outputs that agreement is measured against."""
+        raise NotImplementedError
+
+    def evaluate(self, run, reference) -> Quality:
+        raise NotImplementedError
+
+
+@dataclass
+class Task(TaskBase):
+    """Classification on a table or images: accuracy with a Wilson interval."""
+
     name: str
     description: str
     splits: Splits
@@ -44,6 +90,25 @@ class Task:
     @property
     def example_input(self) -> torch.Tensor:
         return self.splits.x_test[:1]
+
+    def calibration_inputs(self, n_samples: int, batch_size: int = 32) -> list[torch.Tensor]:
+        return list(self.splits.x_calib[:n_samples].split(batch_size))
+
+    def latency_input(self, batch_size: int) -> torch.Tensor:
+        """A batch of real test inputs (the test set repeated if it is smaller)."""
+        x = self.splits.x_test
+        reps = -(-batch_size // len(x))
+        return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()
+
+    def reference(self, model: nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            return predict(model, self.splits.x_test)
+
+    def evaluate(self, run, reference: torch.Tensor) -> Quality:
+        pred = predict(run, self.splits.x_test)
+        correct, n = int((pred == self.splits.y_test).sum()), len(self.splits.y_test)
+        return Quality("accuracy", correct / n, list(wilson_interval(correct, n)), True, n,
+                       agreement(pred, reference), accuracy=correct / n)
 
 
 TASKS: Registry[Callable[..., Task]] = Registry("task")
