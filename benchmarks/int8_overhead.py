@@ -55,7 +55,7 @@ def measure_size(k: int, n: int, runtime: TorchCPU, folder: Path, bandwidth: flo
         bare = lambda inp: torch.ops.quantized.linear_dynamic(inp, packed, True)  # noqa: E731
         fp32 = lambda inp: nn.functional.linear(inp, model[0].weight, model[0].bias)  # noqa: E731
         with torch.inference_mode():
-            times = {name: measure_latency(fn, x, max_seconds=3.0).median_ms
+            times = {name: measure_latency(fn, x, 1, max_seconds=3.0).median_ms
                      for name, fn in [("fp32", fp32), ("quantbench", through_quantbench), ("bare", bare)]}
     int8_bytes = k * n + 4 * n * 2  # int8 weights + per-channel fp32 scales and zero points
     return {**times, "bound_int8": int8_bytes / bandwidth * 1e3, "bound_fp32": 4 * k * n / bandwidth * 1e3}

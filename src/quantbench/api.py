@@ -19,11 +19,13 @@ from .tasks.train import trained_fp32
 
 def compare(spec: CompareSpec) -> Results:
     """Train (or load) the FP32 model, then quantize, save, reload and measure each method."""
-    configs = parse_methods(spec.methods)  # fail on a typo before any training
+    if spec.methods:
+        parse_methods(spec.methods)  # fail on a typo before loading anything
     threads = spec.resolved_threads()
     torch.set_num_threads(threads)
     runtime = TorchCPU()
     task = build_task(spec.task, **spec.task_options())
+    configs = parse_methods(spec.methods or task.default_methods)
     fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None, spec.progress)
     reference = task.reference(fp32)
     ctx = methods.Context(task=task, runtime=runtime, seed=spec.seed, progress=spec.progress)

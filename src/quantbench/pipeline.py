@@ -33,13 +33,12 @@ def _fill_row(row: Row, config, fp32, ctx: Context, reference, spec: CompareSpec
     start = time.perf_counter()
     quantized = apply_method(config, fp32, ctx)
     row.quantize_seconds = time.perf_counter() - start
-    row.kernel, row.notes = quantized.kernel, quantized.notes
     path = ctx.runtime.save(quantized, ctx.task, artifacts / _file_name(row.method))
-    row.details = quantized.details
+    row.kernel, row.notes, row.details = quantized.kernel, quantized.notes, quantized.details
     run = ctx.runtime.load(path, ctx.task)
     _fill_quality(row, ctx.task.evaluate(run, reference))
     _fill_size(row, path, fp32)
-    row.latency = [measure_latency(run, ctx.task.latency_input(b)) for b in spec.batch_sizes]
+    row.latency = [measure_latency(run, ctx.task.latency_input(b), b) for b in spec.batch_sizes]
     if spec.memory and path.suffix == ".pt":
         shape = list(ctx.task.latency_input(max(spec.batch_sizes)).shape)
         row.peak_memory_bytes = peak_memory_bytes(path, shape, spec.resolved_threads(), ctx.runtime.engine)

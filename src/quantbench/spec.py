@@ -7,18 +7,24 @@ def spec_field(default, help: str, metavar: str | None = None):
     return field(default=default, metadata={"help": help, "metavar": metavar})
 
 
-DEFAULT_METHODS = "fp32,ptq-dynamic,ptq-static,qat"
 
 
 @dataclass
 class CompareSpec:
-    task: str = spec_field("tabular", "task: 'tabular', 'cnn', or your own 'path/to/file.py:build'", "NAME")
+    task: str = spec_field("tabular", "task: tabular, cnn, minilm (pretrained MiniLM embeddings), lm, embedding, "
+                           "or your own 'path/to/file.py:build'", "NAME")
     dataset: str = spec_field("digits", "built-in table for the tabular task: digits, wine, breast_cancer", "NAME")
     data: str | None = spec_field(None, "your CSV file for the tabular task (use with --target)", "FILE.csv")
     target: str | None = spec_field(None, "label column of --data", "COLUMN")
     hidden: tuple[int, ...] = spec_field((512, 512), "hidden widths of the tabular MLP, e.g. 2048,2048", "W,W")
-    methods: str = spec_field(DEFAULT_METHODS, "methods with options, e.g. fp32,ptq-static:observer=minmax "
-                              "(see 'quantbench methods')", "LIST")
+    model: str | None = spec_field(None, "Hugging Face model (local folder or hub name) for the lm and embedding tasks",
+                                   "PATH")
+    corpus: str = spec_field("stdlib-docs", "text for lm/embedding tasks: 'stdlib-docs' (offline), a text file "
+                             "(embedding: one sentence per line) or 'wikitext2' (needs network)", "SOURCE")
+    seq_len: int = spec_field(0, "lm segment length in tokens (0 = the model's context length)", "N")
+    eval_samples: int = spec_field(0, "cap on evaluated segments/sentences for lm/embedding (0 = all)", "N")
+    methods: str | None = spec_field(None, "methods with options, e.g. fp32,ptq-static:observer=minmax "
+                                     "(default: the task's standard set; see 'quantbench methods')", "LIST")
     batch_sizes: tuple[int, ...] = spec_field((1, 256), "batch sizes to time", "B,B")
     threads: int = spec_field(0, "CPU threads for every measurement (0 = all cores this process may use)", "N")
     seed: int = spec_field(0, "seed of data split, training and calibration", "N")
@@ -34,5 +40,6 @@ class CompareSpec:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     def task_options(self) -> dict:
-        return {"dataset": self.dataset, "data": self.data, "target": self.target,
-                "hidden": tuple(self.hidden), "seed": self.seed}
+        return {"dataset": self.dataset, "data": self.data, "target": self.target, "hidden": tuple(self.hidden),
+                "seed": self.seed, "model": self.model, "corpus": self.corpus, "seq_len": self.seq_len,
+                "eval_samples": self.eval_samples}

@@ -29,7 +29,7 @@ def test_summarize_percentiles_and_throughput():
 
 def test_measure_latency_runs_the_callable_and_reports_a_distribution():
     calls = []
-    lat = measure_latency(lambda x: calls.append(len(x)), torch.zeros(4, 3), warmup=2, min_repeats=10, max_seconds=0.2)
+    lat = measure_latency(lambda x: calls.append(len(x)), torch.zeros(4, 3), 4, warmup=2, min_repeats=10, max_seconds=0.2)
     assert lat.repeats >= 10 and len(calls) == lat.repeats + 2 and set(calls) == {4}
 
 

@@ -17,7 +17,8 @@ def test_splits_are_disjoint_and_calibration_comes_from_train():
     assert s.x_test.abs().max() <= CLIP_STD
 
 
-def test_training_is_cached_and_reproducible(cache_dir):
+def test_training_is_cached_and_reproducible(tmp_path):
+    cache_dir = tmp_path
     task = build_task("tabular", dataset="wine", hidden=(16,), seed=1)
     first, info1 = trained_fp32(task, seed=1, cache_dir=Path(cache_dir), progress=False)
     second, info2 = trained_fp32(task, seed=1, cache_dir=Path(cache_dir), progress=False)

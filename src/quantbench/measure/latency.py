@@ -18,7 +18,7 @@ class Latency:
     throughput_per_s: float
 
 
-def measure_latency(run: Runner, batch: torch.Tensor, warmup: int = 5, min_repeats: int = 30,
+def measure_latency(run: Runner, batch, batch_size: int, warmup: int = 5, min_repeats: int = 30,
                     max_seconds: float = 2.0, rel_tol: float = 0.02) -> Latency:
     """Time ``run(batch)``; stop once the median of all samples moves less than ``rel_tol``
     when ``min_repeats`` more are added, or after ``max_seconds``."""
@@ -35,7 +35,7 @@ def measure_latency(run: Runner, batch: torch.Tensor, warmup: int = 5, min_repea
         if time.perf_counter() > deadline:
             break
         previous = median
-    return summarize(samples, len(batch))
+    return summarize(samples, batch_size)
 
 
 def summarize(samples_s: list[float], batch_size: int) -> Latency:
@@ -45,7 +45,7 @@ def summarize(samples_s: list[float], batch_size: int) -> Latency:
     return Latency(batch_size, median, deciles[0], deciles[-1], len(ms), batch_size / (median / 1e3))
 
 
-def _time_once(run: Runner, batch: torch.Tensor) -> float:
+def _time_once(run: Runner, batch) -> float:
     start = time.perf_counter()
     run(batch)
     return time.perf_counter() - start

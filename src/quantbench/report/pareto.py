@@ -41,7 +41,9 @@ def conclusions(rows: list[Row], batch_sizes: list[int]) -> list[str]:
 def _versus_fp32(row: Row, base: Row, batch_size: int) -> str:
     text = f"{row.method}: {base.size_bytes / row.size_bytes:.1f}x smaller"
     mine, theirs = row.latency_at(batch_size), base.latency_at(batch_size)
-    if mine and theirs:
+    if "dequantized at load" in (row.kernel or ""):
+        text += ", runs the fp32 kernel (no low-bit kernel on this runtime: latency is fp32's)"
+    elif mine and theirs:
         speedup = theirs.median_ms / mine.median_ms
         pace = f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
         text += f", {pace} than fp32 at batch {batch_size}"

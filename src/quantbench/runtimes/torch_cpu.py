@@ -82,6 +82,8 @@ def _save_safetensors(quantized, path: Path) -> Path:
                           "use rtn/gptq for this task")
     breakdown = save_lowbit(quantized.module, quantized.packed or {}, quantized.format_config, path)
     quantized.details["size_breakdown"] = vars(breakdown) | {"metadata_bytes": breakdown.metadata_bytes}
+    if quantized.packed:
+        quantized.notes.append(breakdown.describe(fp32_bytes=4 * sum(lw.q.numel() for lw in quantized.packed.values())))
     return path
 
 

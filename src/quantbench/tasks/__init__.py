@@ -1,5 +1,5 @@
 """Tasks: model + data + metric. ``build_task`` resolves a name or a user file."""
-from . import digits_cnn, tabular  # noqa: F401  (registers the built-in tasks)
+from . import digits_cnn, embedding, lm, tabular  # noqa: F401  (registers the built-in tasks)
 from .base import TASKS, Splits, Task
 from .user_file import UserTask, is_user_task, load_user_task
 

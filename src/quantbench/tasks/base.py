@@ -31,6 +31,9 @@ class Splits:
         return digest.hexdigest()[:16]
 
 
+CLASSIFICATION_METHODS = "fp32,ptq-dynamic,ptq-static,qat,rtn,gptq"
+
+
 @dataclass
 class Quality:
     """What a task measured about one model: its headline metric and agreement with fp32."""
@@ -55,6 +58,7 @@ class TaskBase:
     notes: list[str]
     traceable: bool = True
     pretrained: nn.Module | None = None
+    default_methods: str = CLASSIFICATION_METHODS
 
     @property
     def example_input(self):

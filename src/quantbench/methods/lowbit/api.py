@@ -1,0 +1,116 @@
+"""Weight-only low-bit methods: RTN and GPTQ share one storage format (GPTQ checkpoint
+tensors) and one execution path, so comparing them compares the algorithms only."""
+from dataclasses import dataclass, replace
+from functools import partial
+
+import torch
+from torch import nn
+
+from ...config import MethodConfig, option, register_method
+from ...errors import UserError
+from ..base import Context, Quantized, quantizes
+from .driver import quantize_model
+from .gptq import gptq_quantize
+from .grid import LowBitWeight, rtn_quantize
+from .layers import find_quantizable_layers
+
+BITS = (2, 3, 4, 8)
+
+
+@dataclass(frozen=True)
+class LowBitConfig(MethodConfig):
+    bits: int = option(4, "bits per weight", choices=BITS)
+    group_size: int = option(128, "input columns sharing one scale/zero (-1: one per output row)")
+    sym: bool = option(False, "symmetric grid (zero point fixed at the middle)")
+    skip: str = option("", "extra layers kept in fp32: fnmatch patterns separated by ';' (the head is always kept)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.group_size != -1 and self.group_size < 1:
+            raise UserError(f"{self.name}: group_size must be -1 or >= 1, got {self.group_size}")
+
+    def skip_patterns(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.skip.split(";") if p.strip())
+
+    def format_config(self) -> dict:
+        """The quantization_config stored with the artifact (transformers' GPTQ keys)."""
+        return {"quant_method": self.name, "bits": self.bits, "group_size": self.group_size, "sym": self.sym,
+                "desc_act": getattr(self, "act_order", False), "static_groups": getattr(self, "static_groups", False),
+                "true_sequential": getattr(self, "true_sequential", False)}
+
+
+@register_method("rtn", "weight-only round-to-nearest, 2/3/4/8-bit, per row or per group")
+@dataclass(frozen=True)
+class RTNConfig(LowBitConfig):
+    pass
+
+
+@register_method("gptq", "weight-only GPTQ: Hessian-based error compensation, groups, act-order")
+@dataclass(frozen=True)
+class GPTQConfig(LowBitConfig):
+    act_order: bool = option(False, "quantize columns in order of decreasing Hessian diagonal (desc_act)")
+    static_groups: bool = option(False, "group grids from the original weights (needed with act_order for fast kernels)")
+    damp: float = option(0.01, "damping as a fraction of mean(diag H); raised automatically if Cholesky fails")
+    block_size: int = option(128, "lazy-batch block size (changes speed, not the result)")
+    calib_samples: int = option(128, "calibration samples (rows, images or text segments) from the training data")
+    true_sequential: bool = option(False, "inside transformer blocks: q/k/v, then out proj, then MLP up, then down")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.damp < 10 or self.block_size < 1 or self.calib_samples < 1:
+            raise UserError("gptq: need 0 < damp < 10, block_size >= 1 and calib_samples >= 1")
+
+
+def _rtn_layer(config: LowBitConfig, name: str, w: torch.Tensor, hessian) -> tuple[LowBitWeight, dict]:
+    return _fp16_scales(rtn_quantize(w, config.bits, config.group_size, config.sym)), {}
+
+
+def _gptq_layer(config: GPTQConfig, name: str, w: torch.Tensor, hessian: torch.Tensor) -> tuple[LowBitWeight, dict]:
+    lw, info = gptq_quantize(w, hessian, config.bits, config.group_size, config.sym, config.act_order,
+                             config.static_groups, config.damp, config.block_size)
+    return _fp16_scales(lw), {"damp_used": info.damp_used, "dead_columns": info.dead_columns,
+                              "cholesky_retries": info.cholesky_retries}
+
+
+def _fp16_scales(lw: LowBitWeight) -> LowBitWeight:
+    """The artifact stores fp16 scales; use them in memory too so reloading is bit-identical."""
+    return replace(lw, scales=lw.scales.half().float())
+
+
+@quantizes(RTNConfig)
+@quantizes(GPTQConfig)
+def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Quantized:
+    selection = find_quantizable_layers(model, skip=config.skip_patterns())
+    if not selection.layers:
+        raise UserError(f"{config.name}: no nn.Linear/Conv1D layer to quantize (skipped: "
+                        f"{', '.join(n for n, _ in selection.skipped) or 'none'})")
+    is_gptq = isinstance(config, GPTQConfig)
+    calib = ctx.task.calibration_inputs(config.calib_samples) if is_gptq else []
+    layer_fn = partial(_gptq_layer if is_gptq else _rtn_layer, config)
+    with torch.no_grad():
+        done = quantize_model(model, calib, layer_fn, needs_hessian=is_gptq, layers=selection.layers,
+                              true_sequential=getattr(config, "true_sequential", False), progress=ctx.progress)
+    packed = {name: lw for name, (lw, _) in done.items()}
+    notes = [f"{len(packed)} layers quantized to {config.bits}-bit"
+             + (f" on {sum(_batch_rows(b) for b in calib)} calibration samples" if is_gptq else "")]
+    notes += skipped_notes(selection.skipped)
+    details = {"layers": {name: info for name, (_, info) in done.items() if info}}
+    if is_gptq:
+        details["max_damp_used"] = max((i["damp_used"] for _, i in done.values()), default=config.damp)
+    kernel = f"torch fp32 dense (weights dequantized at load from packed int{config.bits})"
+    return Quantized(model, kernel=kernel, notes=notes, details=details, packed=packed,
+                     format_config=config.format_config())
+
+
+def skipped_notes(skipped: list[tuple[str, str]]) -> list[str]:
+    """One note per reason: 'kept fp32 (reason): a, b, c'."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in skipped:
+        by_reason.setdefault(reason, []).append(name)
+    return [f"kept fp32 ({reason}): {', '.join(names)}" for reason, names in by_reason.items()]
+
+
+def _batch_rows(batch) -> int:
+    if isinstance(batch, dict):
+        return len(next(iter(batch.values())))
+    return len(batch)

@@ -1,0 +1,115 @@
+"""The low-bit artifact: one safetensors file with the GPTQ checkpoint tensors (qweight,
+qzeros, scales, g_idx) of each quantized layer, every other tensor of the model as is, and
+the quantization config in its metadata. Loading dequantizes the codes once into the layers
+of a freshly built model, so the model that runs is exactly the one the file describes."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .grid import LowBitWeight
+from .layers import get_weight_out_in, set_weight_out_in
+from .packing import count_v1_unrepresentable_zeros, from_gptq_tensors, to_gptq_tensors
+
+FORMAT = "quantbench-lowbit-v1"
+_PACKED = ("qweight", "qzeros", "scales", "g_idx")
+
+
+@dataclass
+class SizeBreakdown:
+    packed_bytes: int
+    theoretical_bytes: int
+    other_bytes: int
+    file_bytes: int
+
+    @property
+    def metadata_bytes(self) -> int:
+        return self.file_bytes - self.packed_bytes - self.other_bytes
+
+    def describe(self, fp32_bytes: int) -> str:
+        """Where the bytes of the file go, against theory and against fp32."""
+        return (f"quantized layers: {self.packed_bytes / 1e6:.3f} MB packed vs {fp32_bytes / 1e6:.3f} MB fp32 "
+                f"({fp32_bytes / self.packed_bytes:.1f}x smaller; theory {self.theoretical_bytes / 1e6:.3f} MB, "
+                f"{100 * (self.packed_bytes / self.theoretical_bytes - 1):+.1f}%); other tensors "
+                f"{self.other_bytes / 1e6:.3f} MB; header/metadata {self.metadata_bytes} B")
+
+
+def save_lowbit(model: nn.Module, packed: dict[str, LowBitWeight], config: dict, path: Path) -> SizeBreakdown:
+    """Write ``model`` with the layers in ``packed`` stored as codes; returns where the bytes go."""
+    fmt = "gptq" if all(count_v1_unrepresentable_zeros(lw) == 0 for lw in packed.values()) else "gptq_v2"
+    tensors = {k: v.detach().contiguous() for k, v in _shared_free(model.state_dict()).items()}
+    for name, lw in packed.items():
+        tensors.pop(_weight_key(name), None)
+        tensors.update({f"{name}.{k}": v for k, v in to_gptq_tensors(lw, fmt).items()})
+    layers = {name: [lw.out_features, lw.in_features] for name, lw in packed.items()}
+    meta = {"format": FORMAT, "quantization_config": json.dumps({**config, "checkpoint_format": fmt}),
+            "layers": json.dumps(layers)}
+    save_file(tensors, str(path), metadata=meta)
+    packed_keys = {f"{n}.{k}" for n in packed for k in _PACKED}
+    return SizeBreakdown(
+        packed_bytes=sum(_nbytes(tensors[k]) for k in packed_keys),
+        theoretical_bytes=sum(theoretical_bytes(lw) for lw in packed.values()),
+        other_bytes=sum(_nbytes(v) for k, v in tensors.items() if k not in packed_keys),
+        file_bytes=path.stat().st_size,
+    )
+
+
+def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
+    """Fill ``skeleton`` (same architecture) from the artifact: codes dequantized once."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a {FORMAT} artifact")
+        config = json.loads(meta["quantization_config"])
+        layers = json.loads(meta["layers"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    modules = dict(skeleton.named_modules())
+    for name, (out_features, in_features) in layers.items():
+        parts = {k: tensors.pop(f"{name}.{k}") for k in _PACKED}
+        lw = from_gptq_tensors(parts, config["bits"], config["group_size"], in_features, out_features,
+                               config["checkpoint_format"])
+        set_weight_out_in(modules[name], lw.dequantize())
+    missing, unexpected = skeleton.load_state_dict(tensors, strict=False)
+    expected_missing = {_weight_key(n) for n in layers}
+    if unexpected or set(missing) - expected_missing - _tied_keys(skeleton):
+        raise ValueError(f"{path} does not match the model: missing {sorted(set(missing) - expected_missing)[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return skeleton.eval()
+
+
+def theoretical_bytes(lw: LowBitWeight) -> int:
+    """bits x weights + per group an fp16 scale and a bits-wide zero, + an int32 group index per column."""
+    codes = lw.out_features * lw.in_features * lw.bits / 8
+    grids = lw.out_features * lw.n_groups * (2 + lw.bits / 8)
+    return int(codes + grids + 4 * lw.in_features)
+
+
+def _weight_key(layer_name: str) -> str:
+    return f"{layer_name}.weight"
+
+
+def _shared_free(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop tensors that share storage with an earlier one (tied embeddings): safetensors refuses them."""
+    seen, kept = set(), {}
+    for key, value in state.items():
+        ptr = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        if ptr not in seen:
+            seen.add(ptr)
+            kept[key] = value
+    return kept
+
+
+def _tied_keys(model: nn.Module) -> set[str]:
+    full = model.state_dict()
+    return set(full) - set(_shared_free(full))
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+__all__ = ["SizeBreakdown", "get_weight_out_in", "load_lowbit", "save_lowbit", "theoretical_bytes"]

@@ -1,0 +1,129 @@
+"""Sentence embeddings: how close the quantized model's embeddings stay to fp32's (cosine),
+and whether nearest-neighbour retrieval still finds the same sentences."""
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .base import TASKS, Quality, TaskBase
+from .hf import load_tokenizer, minilm_path, model_builder
+from .text_corpus import stdlib_sentences
+
+MINILM_METHODS = "fp32,rtn:bits=8,gptq:bits=8,rtn,gptq,rtn:bits=3,gptq:bits=3"
+
+
+@dataclass
+class EmbeddingTask(TaskBase):
+    name: str
+    description: str
+    build_model: Callable[[], nn.Module]
+    tokenizer: object
+    calib_sentences: list[str]
+    eval_sentences: list[str]
+    max_length: int = 128
+    batch_size: int = 64
+    notes: list[str] = field(default_factory=list)
+    pretrained: nn.Module | None = None
+    model_key: dict = field(default_factory=dict)
+    default_methods: str = MINILM_METHODS
+    traceable = False
+
+    @property
+    def example_input(self) -> dict:
+        return self._tokenize(self.eval_sentences[:1])
+
+    def calibration_inputs(self, n_samples: int, batch_size: int = 32) -> list[dict]:
+        chosen = self.calib_sentences[:n_samples]
+        return [self._tokenize(chosen[i:i + batch_size]) for i in range(0, len(chosen), batch_size)]
+
+    def latency_input(self, batch_size: int) -> dict:
+        reps = -(-batch_size // len(self.eval_sentences))
+        return self._tokenize((self.eval_sentences * reps)[:batch_size])
+
+    def reference(self, model: nn.Module) -> torch.Tensor:
+        with torch.inference_mode():
+            return self._embed(lambda batch: model(**batch))
+
+    def evaluate(self, run, reference: torch.Tensor) -> Quality:
+        emb = self._embed(run)
+        cos = (emb * reference).sum(1)
+        n = len(cos)
+        half = 1.959964 * cos.std().item() / math.sqrt(n) if n > 1 else float("nan")
+        mean = cos.mean().item()
+        return Quality("cosine", mean, [mean - half, mean + half], True, n, nearest_neighbour_agreement(emb, reference),
+                       extra={"min_cosine": cos.min().item()})
+
+    def _tokenize(self, sentences: list[str]) -> dict:
+        return dict(self.tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="pt"))
+
+    def _embed(self, run) -> torch.Tensor:
+        """Mean-pooled, L2-normalized last hidden states (the sentence-transformers recipe),
+        in batches of similar length (less padding), returned in the sentences' order."""
+        order = sorted(range(len(self.eval_sentences)), key=lambda i: len(self.eval_sentences[i]))
+        chunks = []
+        for start in range(0, len(order), self.batch_size):
+            batch = self._tokenize([self.eval_sentences[i] for i in order[start:start + self.batch_size]])
+            hidden = run(batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+            chunks.append(nn.functional.normalize(pooled, dim=-1))
+        embeddings = torch.empty_like(torch.cat(chunks))
+        embeddings[torch.tensor(order)] = torch.cat(chunks)
+        return embeddings
+
+
+def nearest_neighbour_agreement(emb: torch.Tensor, reference: torch.Tensor) -> float:
+    """Fraction of sentences whose nearest other sentence is the same under both embeddings."""
+    def neighbours(e):
+        sim = e @ e.T
+        sim.fill_diagonal_(-float("inf"))
+        return sim.argmax(1)
+
+    return (neighbours(emb) == neighbours(reference)).float().mean().item()
+
+
+def read_sentences(source: str) -> list[str]:
+    if source == "stdlib-docs":
+        return stdlib_sentences()
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"sentences file not found: {source} (one sentence per line, or 'stdlib-docs')")
+    sentences = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(sentences) < 20:
+        raise UserError(f"{source} has {len(sentences)} sentences; need at least 20")
+    return sentences
+
+
+def embedding_task(model: str, corpus: str = "stdlib-docs", seed: int = 0, calib_max: int = 256,
+                   eval_samples: int = 0, name: str = "embedding", **_) -> EmbeddingTask:
+    sentences = read_sentences(corpus)
+    random.Random(seed).shuffle(sentences)
+    calib = sentences[:min(calib_max, len(sentences) // 4)]
+    evaluation = sentences[len(calib):]
+    evaluation = evaluation[:eval_samples] if eval_samples else evaluation
+    build = model_builder(model, "encoder")
+    return EmbeddingTask(
+        name=name, description=f"{Path(model).name if Path(model).exists() else model} embeddings on {corpus} "
+                               f"({len(evaluation)} eval / {len(calib)} calibration sentences)",
+        build_model=build, tokenizer=load_tokenizer(model), calib_sentences=calib, eval_sentences=evaluation,
+        pretrained=build(), model_key={"task": name, "model": model})
+
+
+@TASKS.register("embedding")
+def embedding_from_options(model: str | None = None, **options) -> EmbeddingTask:
+    if not model:
+        raise UserError("the embedding task needs --model (a local folder or hub name of an encoder)")
+    return embedding_task(model, **options)
+
+
+@TASKS.register("minilm")
+def minilm_task(corpus: str = "stdlib-docs", **options) -> EmbeddingTask:
+    """The built-in transformer demo: real pretrained all-MiniLM-L6-v2, fully offline."""
+    options.pop("model", None)
+    return embedding_task(minilm_path(), corpus=corpus, name="minilm", **options)

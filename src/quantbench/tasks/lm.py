@@ -1,0 +1,111 @@
+"""Causal language modelling: perplexity with the standard protocol (the GPTQ paper's):
+the evaluation text is tokenized once and cut into non-overlapping segments of the model's
+context length; perplexity = exp(total next-token NLL / tokens). Calibration segments are
+random windows from a disjoint part of the corpus."""
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .base import TASKS, Quality, TaskBase
+from .hf import load_tokenizer, model_builder
+from .text_corpus import read_text
+
+LM_METHODS = "fp32,rtn:bits=8,gptq:bits=8,rtn,gptq,rtn:bits=3,gptq:bits=3"
+
+
+@dataclass
+class LMTask(TaskBase):
+    name: str
+    description: str
+    build_model: Callable[[], nn.Module]
+    eval_segments: torch.Tensor
+    calib_segments: torch.Tensor
+    latency_tokens: int = 128
+    seed: int = 0
+    notes: list[str] = field(default_factory=list)
+    pretrained: nn.Module | None = None
+    model_key: dict = field(default_factory=dict)
+    default_methods: str = LM_METHODS
+    traceable = False
+
+    @property
+    def example_input(self) -> dict:
+        return {"input_ids": self.eval_segments[:1]}
+
+    def calibration_inputs(self, n_samples: int, batch_size: int = 8) -> list[dict]:
+        segs = self.calib_segments[:n_samples]
+        return [{"input_ids": b} for b in segs.split(batch_size)]
+
+    def latency_input(self, batch_size: int) -> dict:
+        """A prefill of ``latency_tokens`` tokens per sequence, ``batch_size`` sequences."""
+        segs = self.eval_segments[:, : self.latency_tokens]
+        reps = -(-batch_size // len(segs))
+        return {"input_ids": segs.repeat(reps, 1)[:batch_size]}
+
+    def reference(self, model: nn.Module) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.stack([model(input_ids=s[None]).logits[0, :-1].argmax(-1) for s in self.eval_segments])
+
+    def evaluate(self, run, reference: torch.Tensor) -> Quality:
+        nll, top1 = [], []
+        for seg in self.eval_segments:
+            logits = run({"input_ids": seg[None]}).logits[0, :-1].float()
+            nll.append(nn.functional.cross_entropy(logits, seg[1:], reduction="sum").item())
+            top1.append(logits.argmax(-1))
+        tokens_per_segment = self.eval_segments.shape[1] - 1
+        ppl = math.exp(sum(nll) / (len(nll) * tokens_per_segment))
+        agree = (torch.stack(top1) == reference).float().mean().item()
+        return Quality("perplexity", ppl, bootstrap_perplexity_ci(nll, tokens_per_segment, self.seed), False,
+                       len(nll), agree, extra={"eval_tokens": len(nll) * tokens_per_segment})
+
+
+def bootstrap_perplexity_ci(segment_nll: list[float], tokens: int, seed: int, draws: int = 1000) -> list[float]:
+    """95% percentile-bootstrap interval of perplexity, resampling whole segments."""
+    values = torch.tensor(segment_nll, dtype=torch.float64)
+    if len(values) < 2:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(values), (draws, len(values)), generator=gen)
+    ppl = torch.exp(values[idx].mean(1) / tokens)
+    return [torch.quantile(ppl, 0.025).item(), torch.quantile(ppl, 0.975).item()]
+
+
+def segments(tokens: torch.Tensor, length: int) -> torch.Tensor:
+    """Non-overlapping windows of ``length`` tokens (the remainder is dropped)."""
+    n = len(tokens) // length
+    return tokens[: n * length].view(n, length)
+
+
+def random_windows(tokens: torch.Tensor, length: int, count: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(tokens) - length, (count,), generator=gen)
+    return torch.stack([tokens[s: s + length] for s in starts.tolist()])
+
+
+@TASKS.register("lm")
+def lm_task(model: str | None = None, corpus: str = "stdlib-docs", seq_len: int = 0, eval_samples: int = 0,
+            seed: int = 0, calib_max: int = 128, **_) -> LMTask:
+    if not model:
+        raise UserError("the lm task needs --model (a local folder or hub name of a causal LM)")
+    build = model_builder(model, "causal-lm")
+    fp32 = build()
+    context = getattr(fp32.config, "max_position_embeddings", None) or getattr(fp32.config, "n_positions", 2048)
+    length = min(seq_len or context, context)
+    ids = load_tokenizer(model)(read_text(corpus), return_tensors="pt")["input_ids"][0]
+    calib_part, eval_part = ids[: len(ids) // 2], ids[len(ids) // 2:]
+    eval_segs = segments(eval_part, length)
+    if len(eval_segs) == 0 or len(calib_part) <= length:
+        raise UserError(f"{corpus} has {len(ids)} tokens: too few for segments of {length}; use a longer corpus "
+                        "or a smaller --seq-len")
+    eval_segs = eval_segs[:eval_samples] if eval_samples else eval_segs
+    return LMTask(
+        name="lm", description=f"{Path(model).name or model} perplexity on {corpus} "
+                               f"({len(eval_segs)} x {length} tokens; calibration from the other half)",
+        build_model=build, eval_segments=eval_segs, seed=seed,
+        calib_segments=random_windows(calib_part, length, calib_max, seed), pretrained=fp32,
+        model_key={"task": "lm", "model": model})

@@ -1,0 +1,87 @@
+"""rtn and gptq as quantbench methods: one packed format, exact reload, honest sizes."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from quantbench.config import parse_methods
+from quantbench.methods import Context, apply_method
+from quantbench.methods.lowbit.artifact import load_lowbit
+from quantbench.runtimes import TorchCPU
+from quantbench.tasks import build_task
+from quantbench.tasks.train import trained_fp32
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    task = build_task("tabular", dataset="digits", hidden=(256, 256), seed=0)
+    model, _ = trained_fp32(task, 0, tmp_path_factory.mktemp("cache"), progress=False)
+    return task, model
+
+
+def quantize(spec, task, model):
+    return apply_method(parse_methods(spec)[0], model, Context(task, TorchCPU(), progress=False))
+
+
+@pytest.mark.parametrize("spec", ["rtn:bits=2", "rtn:bits=3,group_size=32", "rtn", "rtn:bits=8,sym=true",
+                                  "gptq:bits=3", "gptq:act_order=true,static_groups=true,group_size=32"])
+def test_reload_gives_bit_identical_weights_and_outputs(spec, mlp, tmp_path):
+    task, model = mlp
+    q = quantize(spec, task, model)
+    path = TorchCPU().save(q, task, tmp_path / "art")
+    assert path.suffix == ".safetensors"
+    reloaded = load_lowbit(path, task.build_model())
+    for (name, a), (_, b) in zip(q.module.state_dict().items(), reloaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    x = task.splits.x_test
+    with torch.no_grad():
+        assert torch.equal(q.module(x), reloaded(x))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_saved_size_is_within_2_percent_of_theory(bits, mlp, tmp_path):
+    task, model = mlp
+    q = quantize(f"rtn:bits={bits},group_size=64", task, model)
+    TorchCPU().save(q, task, tmp_path / "art")
+    size = q.details["size_breakdown"]
+    assert abs(size["packed_bytes"] / size["theoretical_bytes"] - 1) < 0.02
+    assert size["file_bytes"] == size["packed_bytes"] + size["other_bytes"] + size["metadata_bytes"]
+    assert size["metadata_bytes"] < 4096
+
+
+def test_head_is_kept_and_reported(mlp):
+    task, model = mlp
+    q = quantize("rtn", task, model)
+    assert set(q.packed) == {"0", "2"}
+    assert any("kept fp32" in n and "4" in n for n in q.notes)
+
+
+def test_gptq_beats_rtn_on_the_trained_mlp_at_3_bits(mlp):
+    task, model = mlp
+    x = task.splits.x_test
+    with torch.no_grad():
+        ref = model(x)
+        errors = {m: (quantize(f"{m}:bits=3", task, model).module(x) - ref).pow(2).mean().item() for m in ("rtn", "gptq")}
+    assert errors["gptq"] < errors["rtn"]
+
+
+def test_gptq_records_damping(mlp):
+    task, model = mlp
+    q = quantize("gptq", task, model)
+    assert q.details["max_damp_used"] >= 0.01
+    assert all("damp_used" in info for info in q.details["layers"].values())
+
+
+def test_skip_pattern_keeps_a_layer(mlp):
+    task, model = mlp
+    q = quantize("rtn:skip=0", task, model)
+    assert set(q.packed) == {"2"}
+
+
+def test_bad_options_are_user_errors():
+    from quantbench.errors import UserError
+
+    with pytest.raises(UserError, match="choose from: 2, 3, 4, 8"):
+        parse_methods("rtn:bits=5")
+    with pytest.raises(UserError, match="group_size"):
+        parse_methods("gptq:group_size=0")
