@@ -13,4 +13,5 @@ class FP32Config(MethodConfig):
 
 @quantizes(FP32Config)
 def keep_fp32(config, model, ctx) -> Quantized:
-    return Quantized(model, kernel="torch fp32 dense (frozen TorchScript)")
+    engine = "frozen TorchScript" if ctx.task.traceable else "eager"
+    return Quantized(model, kernel=f"torch fp32 dense ({engine})")

@@ -5,7 +5,9 @@
   'qnnpack' on ARM; on our AVX2 machines fbgemm's int8 linear is 3-6x faster than fp32 while
   torchao's int8 CPU path is slower, see docs/kernels.md);
 - safetensors (``.safetensors``) for low-bit weight-only models (packed codes, dequantized
-  once at load) and for every model of a task that cannot be traced (transformers).
+  once at load) and for fp32 models of tasks that cannot be traced (transformers);
+- a pickled module (``.pth``, torch.save) for torch int8 models of tasks that cannot be
+  traced: the quantized modules and their packed int8 weights, loaded with torch.load.
 After loading, traceable models are frozen TorchScript in memory too, so fp32 and
 dequantized low-bit rows run the same engine.
 """
@@ -55,6 +57,11 @@ class TorchCPU:
     def save(self, quantized, task, stem: Path) -> Path:
         """Write the artifact of ``quantized`` (a methods.Quantized) and return its path."""
         self.activate()
+        if not task.traceable and _has_torch_int8(quantized.module):
+            path = stem.with_suffix(".pth")
+            with quiet_torch_quantization():
+                torch.save(quantized.module, path)
+            return path
         if quantized.packed is not None or not task.traceable:
             return _save_safetensors(quantized, stem.with_suffix(".safetensors"))
         path = stem.with_suffix(".pt")
@@ -69,17 +76,20 @@ class TorchCPU:
 
             module = load_lowbit(path, task.build_model())
             return _Runner(_freeze(module, task.example_input) if task.traceable else module)
+        if path.suffix == ".pth":
+            with quiet_torch_quantization():
+                return _Runner(torch.load(path, weights_only=False).eval())
         with quiet_torch_quantization():
             return _Runner(torch.jit.load(str(path)))
 
 
+def _has_torch_int8(module: nn.Module) -> bool:
+    return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in module.modules())
+
+
 def _save_safetensors(quantized, path: Path) -> Path:
-    from ..methods.base import Unsupported
     from ..methods.lowbit.artifact import save_lowbit
 
-    if any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in quantized.module.modules()):
-        raise Unsupported("torch int8 modules of an untraceable model cannot be saved yet (no TorchScript); "
-                          "use rtn/gptq for this task")
     breakdown = save_lowbit(quantized.module, quantized.packed or {}, quantized.format_config, path)
     quantized.details["size_breakdown"] = vars(breakdown) | {"metadata_bytes": breakdown.metadata_bytes}
     if quantized.packed:

@@ -14,7 +14,7 @@ from .base import TASKS, Quality, TaskBase
 from .hf import load_tokenizer, minilm_path, model_builder
 from .text_corpus import stdlib_sentences
 
-MINILM_METHODS = "fp32,rtn:bits=8,gptq:bits=8,rtn,gptq,rtn:bits=3,gptq:bits=3"
+MINILM_METHODS = "fp32,ptq-dynamic,rtn:bits=8,gptq:bits=8,rtn,gptq,rtn:bits=3,gptq:bits=3"
 
 
 @dataclass

@@ -10,7 +10,7 @@ def require_transformers():
     try:
         import transformers
     except ImportError:
-        raise UserError("this task needs the 'transformers' package: pip install 'quantbench[transformers]'") from None
+        raise UserError("this task needs the transformers package: pip install 'quantbench[transformers]'") from None
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     return transformers
@@ -31,7 +31,7 @@ def model_builder(model: str, kind: str):
 
     def build():
         try:
-            return cls.from_pretrained(model, dtype="float32").eval()
+            return cls.from_pretrained(model).float().eval()
         except Exception as e:
             raise UserError(f"cannot load '{model}' as a {kind} model: {type(e).__name__}: {_first_line(e)}") from None
 

@@ -85,3 +85,27 @@ def test_bad_options_are_user_errors():
         parse_methods("rtn:bits=5")
     with pytest.raises(UserError, match="group_size"):
         parse_methods("gptq:group_size=0")
+
+
+def test_gpt2_conv1d_artifact_round_trip(tmp_path):
+    """GPT-2 stores Conv1D weights [in, out] and ties lm_head to the embeddings."""
+    transformers = pytest.importorskip("transformers")
+    from quantbench.methods.lowbit.api import RTNConfig, _rtn_layer
+    from quantbench.methods.lowbit.artifact import save_lowbit
+    from quantbench.methods.lowbit.driver import quantize_model
+    from quantbench.methods.lowbit.layers import find_quantizable_layers
+
+    config = transformers.GPT2Config(vocab_size=96, n_embd=32, n_layer=2, n_head=2, n_positions=32)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    selection = find_quantizable_layers(model)
+    rtn = RTNConfig(bits=4, group_size=16)
+    done = quantize_model(model, [], lambda n, w, h: _rtn_layer(rtn, n, w, h), needs_hessian=False,
+                          layers=selection.layers, progress=False)
+    path = tmp_path / "gpt2.safetensors"
+    save_lowbit(model, {n: lw for n, (lw, _) in done.items()}, rtn.format_config(), path)
+    reloaded = load_lowbit(path, transformers.GPT2LMHeadModel(config))
+    ids = torch.randint(0, 96, (2, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reloaded(ids).logits)
+    assert reloaded.lm_head.weight.data_ptr() == reloaded.transformer.wte.weight.data_ptr()

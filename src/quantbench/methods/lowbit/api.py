@@ -89,7 +89,8 @@ def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Qua
     layer_fn = partial(_gptq_layer if is_gptq else _rtn_layer, config)
     with torch.no_grad():
         done = quantize_model(model, calib, layer_fn, needs_hessian=is_gptq, layers=selection.layers,
-                              true_sequential=getattr(config, "true_sequential", False), progress=ctx.progress)
+                              true_sequential=getattr(config, "true_sequential", False), progress=ctx.progress,
+                              label=config.name)
     packed = {name: lw for name, (lw, _) in done.items()}
     notes = [f"{len(packed)} layers quantized to {config.bits}-bit"
              + (f" on {sum(_batch_rows(b) for b in calib)} calibration samples" if is_gptq else "")]
