@@ -11,7 +11,8 @@ from .config import parse_methods
 from .env import capture_env
 from .pipeline import measure_method
 from .results import Results
-from .runtimes import TorchCPU
+from .errors import UserError
+from .runtimes import RUNTIMES, TorchCPU
 from .spec import CompareSpec
 from .tasks import build_task
 from .tasks.train import trained_fp32
@@ -29,15 +30,29 @@ def compare(spec: CompareSpec) -> Results:
     fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None, spec.progress)
     reference = task.reference(fp32)
     ctx = methods.Context(task=task, runtime=runtime, seed=spec.seed, progress=spec.progress)
+    runs = [(config, rt) for rt in deployment_runtimes(spec.runtime) for config in configs]
     with _artifact_dir(spec.out) as artifacts:
-        bar = tqdm(configs, desc="methods", disable=not spec.progress, leave=False, unit="method")
+        bar = tqdm(runs, desc="methods", disable=not spec.progress, leave=False, unit="row")
         rows = []
-        for config in bar:
-            bar.set_postfix_str(config.label())
-            rows.append(measure_method(config, fp32, ctx, reference, spec, Path(artifacts)))
+        for config, rt in bar:
+            bar.set_postfix_str(f"{config.label()} @ {rt.name}")
+            rows.append(measure_method(config, fp32, ctx, rt, reference, spec, Path(artifacts)))
     task_info = {"name": task.name, "description": task.description, "notes": task.notes,
                  "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
     return Results(env=capture_env(threads, runtime.engine), task=task_info, rows=rows)
+
+
+def deployment_runtimes(names: str) -> list:
+    """'torch-cpu', 'onnxruntime,torch-cpu' or 'all' (every runtime available here)."""
+    if names == "all":
+        found = [RUNTIMES.get(n)() for n in RUNTIMES.names()]
+        return [rt for rt in found if rt.unavailable_reason() is None]
+    chosen = [RUNTIMES.get(n)() for n in dict.fromkeys(n.strip() for n in names.split(",") if n.strip())]
+    for rt in chosen:
+        reason = rt.unavailable_reason()
+        if reason:
+            raise UserError(f"runtime '{rt.name}' is not available here: {reason}")
+    return chosen
 
 
 def _artifact_dir(out: str | None):

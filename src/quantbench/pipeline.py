@@ -1,6 +1,5 @@
 """One row: quantize, save the artifact, load it back, and measure everything on it."""
 import re
-import time
 import traceback
 from pathlib import Path
 
@@ -8,19 +7,18 @@ from torch import nn
 
 from .config import MethodConfig
 from .measure.latency import measure_latency
-from .measure.memory import peak_memory_bytes
 from .measure.size import artifact_bytes, bits_per_parameter, count_weights
-from .methods import Context, Unsupported, apply_method
+from .methods import Context, Unsupported
 from .results import Row
 from .spec import CompareSpec
 
 
-def measure_method(config: MethodConfig, fp32: nn.Module, ctx: Context, reference, spec: CompareSpec,
+def measure_method(config: MethodConfig, fp32: nn.Module, ctx: Context, runtime, reference, spec: CompareSpec,
                    artifacts: Path) -> Row:
     """A complete row, or a row that records why it failed; never raises for the method's sake."""
-    row = Row(method=config.label(), config=config.to_dict(), task=ctx.task.name, runtime=ctx.runtime.name)
+    row = Row(method=config.label(), config=config.to_dict(), task=ctx.task.name, runtime=runtime.name)
     try:
-        _fill_row(row, config, fp32, ctx, reference, spec, artifacts)
+        _fill_row(row, config, fp32, ctx, runtime, reference, spec, artifacts)
     except Unsupported as e:
         row.status, row.error = "unsupported", str(e)
     except Exception as e:  # a failed method is data; the comparison goes on
@@ -29,21 +27,19 @@ def measure_method(config: MethodConfig, fp32: nn.Module, ctx: Context, referenc
     return row
 
 
-def _fill_row(row: Row, config, fp32, ctx: Context, reference, spec: CompareSpec, artifacts: Path) -> None:
-    start = time.perf_counter()
-    quantized = apply_method(config, fp32, ctx)
-    row.quantize_seconds = time.perf_counter() - start
-    path = ctx.runtime.save(quantized, ctx.task, artifacts / _file_name(row.method))
-    row.kernel, row.notes, row.details = quantized.kernel, quantized.notes, quantized.details
-    run = ctx.runtime.load(path, ctx.task)
+def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: CompareSpec, artifacts: Path) -> None:
+    realized = runtime.realize(config, fp32, ctx, artifacts / _file_name(f"{row.method}@{runtime.name}"))
+    row.kernel, row.notes, row.details = realized.kernel, realized.notes, realized.details
+    row.quantize_seconds = realized.quantize_seconds
+    run = runtime.load(realized.path, ctx.task)
     _fill_quality(row, ctx.task.evaluate(run, reference))
-    _fill_size(row, path, fp32)
+    _fill_size(row, realized.path, fp32)
     row.latency = [measure_latency(run, ctx.task.latency_input(b), b) for b in spec.batch_sizes]
-    if spec.memory and path.suffix == ".pt":
-        shape = list(ctx.task.latency_input(max(spec.batch_sizes)).shape)
-        row.peak_memory_bytes = peak_memory_bytes(path, shape, spec.resolved_threads(), ctx.runtime.engine)
-    elif spec.memory:
-        row.notes.append("peak memory not measured: the probe loads TorchScript artifacts only")
+    if spec.memory:
+        row.peak_memory_bytes = runtime.peak_memory(realized.path, ctx.task, max(spec.batch_sizes),
+                                                    spec.resolved_threads())
+        if row.peak_memory_bytes is None:
+            row.notes.append(f"peak memory not measured for {realized.path.suffix} artifacts on {runtime.name}")
 
 
 def _fill_quality(row: Row, quality) -> None:

@@ -37,6 +37,11 @@ class Row:
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """How reports name the row: the method, plus '@runtime' off the default runtime."""
+        return self.method if self.runtime == "torch-cpu" else f"{self.method}@{self.runtime}"
+
     def oriented_quality(self) -> float:
         """Quality where larger is always better (perplexity is negated)."""
         return self.quality if self.higher_is_better else -self.quality

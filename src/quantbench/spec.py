@@ -25,6 +25,8 @@ class CompareSpec:
     eval_samples: int = spec_field(0, "cap on evaluated segments/sentences for lm/embedding (0 = all)", "N")
     methods: str | None = spec_field(None, "methods with options, e.g. fp32,ptq-static:observer=minmax "
                                      "(default: the task's standard set; see 'quantbench methods')", "LIST")
+    runtime: str = spec_field("torch-cpu", "where rows run: torch-cpu, onnxruntime, a comma list, or 'all' "
+                              "(every runtime available here; see 'quantbench runtimes')", "NAME")
     batch_sizes: tuple[int, ...] = spec_field((1, 256), "batch sizes to time", "B,B")
     threads: int = spec_field(0, "CPU threads for every measurement (0 = all cores this process may use)", "N")
     seed: int = spec_field(0, "seed of data split, training and calibration", "N")

@@ -41,7 +41,7 @@ def to_markdown(results: Results) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lat = [_md_latency(r.latency_at(b)) for b in batch_sizes]
-        cells = [r.method, r.status if r.status == "ok" else f"{r.status}: {r.error}", quality_cell(r), pct(r.agreement),
+        cells = [r.label, r.status if r.status == "ok" else f"{r.status}: {r.error}", quality_cell(r), pct(r.agreement),
                  human_bytes(r.size_bytes), f"{r.bits_per_param:.2f}" if r.bits_per_param else "-", *lat,
                  r.kernel or "-"]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")

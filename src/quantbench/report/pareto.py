@@ -16,12 +16,17 @@ def ok_rows(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.status == "ok"]
 
 
+def fp32_baseline(rows: list[Row], runtime: str) -> Row | None:
+    """The fp32 row measured on ``runtime``: what every other row there is compared with."""
+    return next((r for r in ok_rows(rows) if r.method == "fp32" and r.runtime == runtime), None)
+
+
 def size_front(rows: list[Row]) -> list[str]:
-    return pareto_front({r.method: (r.size_bytes, r.oriented_quality()) for r in ok_rows(rows)})
+    return pareto_front({r.label: (r.size_bytes, r.oriented_quality()) for r in ok_rows(rows)})
 
 
 def latency_front(rows: list[Row], batch_size: int) -> list[str]:
-    return pareto_front({r.method: (r.latency_at(batch_size).median_ms, r.oriented_quality())
+    return pareto_front({r.label: (r.latency_at(batch_size).median_ms, r.oriented_quality())
                          for r in ok_rows(rows) if r.latency_at(batch_size)})
 
 
@@ -31,15 +36,16 @@ def conclusions(rows: list[Row], batch_sizes: list[int]) -> list[str]:
     lines = [f"Pareto front, {metric} vs size: {', '.join(size_front(rows))}."]
     for b in batch_sizes:
         lines.append(f"Pareto front, {metric} vs latency at batch {b}: {', '.join(latency_front(rows, b))}.")
-    base = next((r for r in ok_rows(rows) if r.method == "fp32"), None)
-    if base:
-        lines += [_versus_fp32(r, base, batch_sizes[0]) for r in ok_rows(rows) if r is not base]
-    lines += [f"{r.method}: {r.status} ({r.error})" for r in rows if r.status != "ok"]
+    for row in ok_rows(rows):
+        base = fp32_baseline(rows, row.runtime)
+        if base and row is not base:
+            lines.append(_versus_fp32(row, base, batch_sizes[0]))
+    lines += [f"{r.label}: {r.status} ({r.error})" for r in rows if r.status != "ok"]
     return lines
 
 
 def _versus_fp32(row: Row, base: Row, batch_size: int) -> str:
-    text = f"{row.method}: {base.size_bytes / row.size_bytes:.1f}x smaller"
+    text = f"{row.label}: {base.size_bytes / row.size_bytes:.1f}x smaller"
     mine, theirs = row.latency_at(batch_size), base.latency_at(batch_size)
     if "dequantized at load" in (row.kernel or ""):
         text += ", runs the fp32 kernel (no low-bit kernel on this runtime: latency is fp32's)"

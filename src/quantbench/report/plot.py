@@ -17,13 +17,13 @@ def plot_tradeoffs(results: Results, path: Path) -> Path | None:
     batch = min(l.batch_size for r in rows for l in r.latency)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     panels = [
-        (axes[0], {r.method: r.size_bytes / 1024 for r in rows}, size_front(rows), "artifact size (KB, log)"),
-        (axes[1], {r.method: r.latency_at(batch).median_ms for r in rows if r.latency_at(batch)},
+        (axes[0], {r.label: r.size_bytes / 1024 for r in rows}, size_front(rows), "artifact size (KB, log)"),
+        (axes[1], {r.label: r.latency_at(batch).median_ms for r in rows if r.latency_at(batch)},
          latency_front(rows, batch), f"median latency at batch {batch} (ms, log)"),
     ]
     scale = 100 if rows[0].metric == "accuracy" else 1
-    quality = {r.method: scale * r.quality for r in rows}
-    errors = {r.method: (scale * (r.quality - r.quality_ci[0]), scale * (r.quality_ci[1] - r.quality))
+    quality = {r.label: scale * r.quality for r in rows}
+    errors = {r.label: (scale * (r.quality - r.quality_ci[0]), scale * (r.quality_ci[1] - r.quality))
               if r.quality_ci else (0.0, 0.0) for r in rows}
     ylabel = "test accuracy % (95% CI)" if scale == 100 else f"{rows[0].metric} (95% CI)"
     for ax, cost, front, xlabel in panels:

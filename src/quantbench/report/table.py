@@ -5,7 +5,7 @@ from rich.table import Table
 
 from ..results import Results, Row
 from .format import human_bytes, human_ms, pct, quality_cell, quality_header
-from .pareto import conclusions, ok_rows
+from .pareto import conclusions, fp32_baseline
 
 EXPLANATION = (
     "quality: the task's metric on the test split with its 95% interval (accuracy: Wilson); "
@@ -24,7 +24,7 @@ def render(results: Results, console: Console | None = None) -> None:
     console.print(_table(results, batch_sizes))
     console.print(escape(EXPLANATION), style="dim")
     for row in rows:
-        console.print(f"[dim]kernel[/dim] {row.method}: {row.kernel or '-'}"
+        console.print(f"[dim]kernel[/dim] {row.label}: {row.kernel or '-'}"
                       + (" [yellow](simulated)[/yellow]" if row.simulated else ""))
     for note in _notes(rows):
         console.print(f"[dim]note[/dim] {note}")
@@ -42,19 +42,18 @@ def _table(results: Results, batch_sizes: list[int]) -> Table:
     for col in ["method", quality_header(metric), "agree %", "size", "bits/p", *[f"lat b{b}" for b in batch_sizes],
                 "thr/s", "mem", "prep s"]:
         table.add_column(col, overflow="fold")
-    base = next((r for r in ok_rows(results.rows) if r.method == "fp32"), None)
     for row in results.rows:
-        table.add_row(*_cells(row, base, batch_sizes))
+        table.add_row(*_cells(row, fp32_baseline(results.rows, row.runtime), batch_sizes))
     return table
 
 
 def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
     if row.status != "ok":
-        return [row.method, f"[red]{row.status}[/red]: {row.error}", *[""] * (len(batch_sizes) + 6)]
+        return [row.label, f"[red]{row.status}[/red]: {row.error}", *[""] * (len(batch_sizes) + 6)]
     ratio = f" ({base.size_bytes / row.size_bytes:.1f}x)" if base and row is not base else ""
     lat = [_latency_cell(row.latency_at(b)) for b in batch_sizes]
     largest = row.latency_at(max(batch_sizes)) if batch_sizes else None
-    return [row.method, quality_cell(row), pct(row.agreement),
+    return [row.label, quality_cell(row), pct(row.agreement),
             human_bytes(row.size_bytes) + ratio, f"{row.bits_per_param:.1f}", *lat,
             f"{largest.throughput_per_s:,.0f}" if largest else "-", human_bytes(row.peak_memory_bytes),
             f"{row.quantize_seconds:.2f}"]
@@ -65,4 +64,4 @@ def _latency_cell(lat) -> str:
 
 
 def _notes(rows: list[Row]) -> list[str]:
-    return [f"{r.method}: {n}" for r in rows for n in r.notes]
+    return [f"{r.label}: {n}" for r in rows for n in r.notes]

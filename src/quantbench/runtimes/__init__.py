@@ -1,4 +1,4 @@
-from .base import Runner, Runtime
+from .base import RUNTIMES, Realized, Runner, Runtime
 from .torch_cpu import TorchCPU
 
-__all__ = ["Runner", "Runtime", "TorchCPU"]
+__all__ = ["RUNTIMES", "Realized", "Runner", "Runtime", "TorchCPU"]

@@ -1,12 +1,24 @@
-"""Where a model executes. A runtime saves a model as a deployable artifact and loads it
-back as a callable; every number in a row is measured on what ``load`` returns."""
+"""Where a model executes. A runtime turns a method config into a deployable artifact on
+disk (``realize``) and loads that artifact back as a callable (``load``); every number in
+a row is measured on what ``load`` returns."""
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
-import torch
-from torch import nn
+from ..registry import Registry
 
-Runner = Callable[[torch.Tensor], torch.Tensor]
+Runner = Callable[[Any], Any]
+
+
+@dataclass
+class Realized:
+    """An artifact on disk and what it took to make it."""
+
+    path: Path
+    kernel: str
+    quantize_seconds: float
+    notes: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
 
 
 class Runtime(Protocol):
@@ -15,8 +27,14 @@ class Runtime(Protocol):
     def unavailable_reason(self) -> str | None:
         """None when this runtime can run here, else why not."""
 
-    def save(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
-        """Write the artifact (one file) and return its path."""
+    def realize(self, config, fp32, ctx, stem: Path) -> Realized:
+        """Quantize ``fp32`` as ``config`` says, for this runtime, and write the artifact."""
 
-    def load(self, path: Path) -> Runner:
+    def load(self, path: Path, task) -> Runner:
         """The artifact, loaded from disk, ready to run."""
+
+    def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
+        """Peak memory to load the artifact and run a batch, or None when not measured."""
+
+
+RUNTIMES: Registry[Callable[[], Runtime]] = Registry("runtime")

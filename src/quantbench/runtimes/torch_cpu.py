@@ -12,14 +12,16 @@ After loading, traceable models are frozen TorchScript in memory too, so fp32 an
 dequantized low-bit rows run the same engine.
 """
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..measure.memory import peak_memory_bytes
 from ..quiet import quiet_torch_quantization
-from .base import Runner
+from .base import RUNTIMES, Realized, Runner
 
 _PREFERENCE = {"x86_64": ("x86", "fbgemm"), "amd64": ("x86", "fbgemm"),
                "aarch64": ("qnnpack",), "arm64": ("qnnpack",)}
@@ -32,6 +34,7 @@ def choose_int8_engine() -> str | None:
     return next((e for e in wanted if e in supported), None)
 
 
+@RUNTIMES.register("torch-cpu")
 @dataclass
 class TorchCPU:
     name: str = "torch-cpu"
@@ -53,6 +56,21 @@ class TorchCPU:
     def kernel(self, op: str) -> str:
         """Name of what runs ``op`` (e.g. 'int8 dynamic linear') on this runtime."""
         return f"torch {_ENGINE_KERNELS.get(self.engine, self.engine)} {op}"
+
+    def realize(self, config, fp32: nn.Module, ctx, stem: Path) -> Realized:
+        from ..methods import apply_method
+
+        start = time.perf_counter()
+        quantized = apply_method(config, fp32, ctx)
+        seconds = time.perf_counter() - start
+        path = self.save(quantized, ctx.task, stem)
+        return Realized(path, quantized.kernel, seconds, quantized.notes, quantized.details)
+
+    def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
+        if path.suffix != ".pt":
+            return None
+        shape = list(task.latency_input(batch_size).shape)
+        return peak_memory_bytes(path, shape, threads, self.engine)
 
     def save(self, quantized, task, stem: Path) -> Path:
         """Write the artifact of ``quantized`` (a methods.Quantized) and return its path."""
