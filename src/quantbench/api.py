@@ -24,6 +24,7 @@ def compare(spec: CompareSpec) -> Results:
         parse_methods(spec.methods)  # fail on a typo before loading anything
     threads = spec.resolved_threads()
     torch.set_num_threads(threads)
+    env = capture_env(threads, None)  # before our own work raises the load average
     runtime = TorchCPU()
     task = build_task(spec.task, **spec.task_options())
     configs = parse_methods(spec.methods or task.default_methods)
@@ -39,7 +40,7 @@ def compare(spec: CompareSpec) -> Results:
             rows.append(measure_method(config, fp32, ctx, rt, reference, spec, Path(artifacts)))
     task_info = {"name": task.name, "description": task.description, "notes": task.notes,
                  "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
-    return Results(env=capture_env(threads, runtime.engine), task=task_info, rows=rows)
+    return Results(env=env | {"int8_engine": runtime.engine}, task=task_info, rows=rows)
 
 
 def deployment_runtimes(names: str) -> list:

@@ -1,5 +1,6 @@
 """The environment a result was measured in: versions, CPU model and flags, threads, git sha."""
 import datetime
+import os
 import platform
 import socket
 import subprocess
@@ -22,6 +23,8 @@ def capture_env(threads: int, engine: str | None) -> dict:
         "cpu": cpu_model(),
         "cpu_flags": [f for f in _FLAGS if f in cpu_flags()],
         "threads": threads,
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "int8_engine": engine,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "versions": {p: _version(p) for p in _PACKAGES},

@@ -12,3 +12,10 @@ def test_sizes_never_print_as_zero_megabytes():
     assert human_bytes(3 * 2**20) == "3 MB"
     assert human_bytes(512) == "512 B"
     assert human_ms(0.031) == "31 us"
+
+
+def test_busy_machine_is_flagged():
+    from quantbench.report.table import busy_machine_warning
+
+    assert busy_machine_warning({"load_average": [1.9, 1, 1], "cpu_count": 2})
+    assert busy_machine_warning({"load_average": [0.2, 1, 1], "cpu_count": 2}) is None

@@ -5,6 +5,7 @@ from pathlib import Path
 from ..results import Results
 from .format import human_bytes, human_ms, pct, quality_cell, quality_header
 from .pareto import conclusions
+from .table import busy_machine_warning
 
 CSV_COLUMNS = ["task", "method", "status", "error", "runtime", "kernel", "simulated", "metric", "quality",
                "quality_ci_low", "quality_ci_high", "higher_is_better", "accuracy", "n_samples", "agreement", "size_bytes", "n_params", "bits_per_param",
@@ -45,7 +46,9 @@ def to_markdown(results: Results) -> str:
                  human_bytes(r.size_bytes), f"{r.bits_per_param:.2f}" if r.bits_per_param else "-", *lat,
                  r.kernel or "-"]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    lines += ["", *[f"- {c}" for c in conclusions(rows, batch_sizes or [1])], "", _md_env(results.env)]
+    warning = busy_machine_warning(results.env)
+    lines += ["", *[f"- {c}" for c in conclusions(rows, batch_sizes or [1])], *([f"- **warning**: {warning}"] if warning else []),
+              "", _md_env(results.env)]
     return "\n".join(lines) + "\n"
 
 

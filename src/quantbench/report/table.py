@@ -26,10 +26,34 @@ def render(results: Results, console: Console | None = None) -> None:
     for row in rows:
         console.print(f"[dim]kernel[/dim] {row.label}: {row.kernel or '-'}"
                       + (" [yellow](simulated)[/yellow]" if row.simulated else ""))
+    console.print(f"[dim]fp32[/dim] {fp32_origin(results.task)}")
     for note in _notes(rows):
         console.print(f"[dim]note[/dim] {note}")
     for line in conclusions(rows, batch_sizes or [1]):
         console.print(f"- {line}")
+    warning = busy_machine_warning(results.env)
+    if warning:
+        console.print(f"[yellow]warning[/yellow] {warning}")
+
+
+def fp32_origin(task: dict) -> str:
+    """Where the baseline came from: trained now (how long), cached, or the user's/pretrained."""
+    info = task.get("fp32_training") or {}
+    if not info.get("cached"):
+        return (f"baseline trained for {info.get('epochs')} epochs in {info.get('seconds', 0):.1f} s "
+                f"(early stopping on validation; best val accuracy {info.get('val_accuracy') or 0:.3f})")
+    if info.get("epochs"):
+        return "baseline loaded from the training cache"
+    return "baseline loaded from the cache or given pretrained (no training in this run)"
+
+
+def busy_machine_warning(env: dict) -> str | None:
+    """Latencies measured while other processes compete for the cores are not trustworthy."""
+    load, cores = (env.get("load_average") or [0])[0], env.get("cpu_count") or 1
+    if load > 0.75 * cores:
+        return (f"the machine was busy when this run started (1-min load average {load:.1f} on {cores} cores): "
+                "latencies are unreliable; rerun when it is idle")
+    return None
 
 
 def _table(results: Results, batch_sizes: list[int]) -> Table:

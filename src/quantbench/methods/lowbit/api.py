@@ -92,7 +92,7 @@ def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Qua
                               true_sequential=getattr(config, "true_sequential", False), progress=ctx.progress,
                               label=config.name)
     packed = {name: lw for name, (lw, _) in done.items()}
-    notes = [f"{len(packed)} layers quantized to {config.bits}-bit"
+    notes = [f"{len(packed)} layer(s) quantized to {config.bits}-bit"
              + (f" on {sum(_batch_rows(b) for b in calib)} calibration samples" if is_gptq else "")]
     notes += skipped_notes(selection.skipped)
     details = {"layers": {name: info for name, (_, info) in done.items() if info}}
