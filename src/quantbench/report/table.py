@@ -39,12 +39,11 @@ def render(results: Results, console: Console | None = None) -> None:
 def fp32_origin(task: dict) -> str:
     """Where the baseline came from: trained now (how long), cached, or the user's/pretrained."""
     info = task.get("fp32_training") or {}
-    if not info.get("cached"):
+    source = info.get("source", "trained")
+    if source == "trained":
         return (f"baseline trained for {info.get('epochs')} epochs in {info.get('seconds', 0):.1f} s "
                 f"(early stopping on validation; best val accuracy {info.get('val_accuracy') or 0:.3f})")
-    if info.get("epochs"):
-        return "baseline loaded from the training cache"
-    return "baseline loaded from the cache or given pretrained (no training in this run)"
+    return f"baseline not trained in this run: {source}"
 
 
 def busy_machine_warning(env: dict) -> str | None:

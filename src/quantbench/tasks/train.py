@@ -24,6 +24,7 @@ class TrainInfo:
     epochs: int
     cached: bool
     val_accuracy: float | None = None
+    source: str = "trained"  # trained | cache | pretrained
 
 
 def default_cache_dir() -> Path:
@@ -33,12 +34,12 @@ def default_cache_dir() -> Path:
 def trained_fp32(task: Task, seed: int, cache_dir: Path | None = None, progress: bool = True):
     """The task's FP32 model, trained once per (task, data, recipe, seed) and then loaded from cache."""
     if task.pretrained is not None:
-        return task.pretrained.eval(), TrainInfo(0.0, 0, cached=True)
+        return task.pretrained.eval(), TrainInfo(0.0, 0, cached=True, source="pretrained")
     path = (cache_dir or default_cache_dir()) / f"{task.name.replace(':', '_')}-{_cache_key(task, seed)}.pt"
     model = task.build_model()
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval(), TrainInfo(0.0, 0, cached=True)
+        return model.eval(), TrainInfo(0.0, 0, cached=True, source=f"cache ({path})")
     torch.manual_seed(seed)
     model = task.build_model()
     start = time.perf_counter()
