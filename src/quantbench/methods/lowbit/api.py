@@ -98,6 +98,9 @@ def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Qua
     details = {"layers": {name: info for name, (_, info) in done.items() if info}}
     if is_gptq:
         details["max_damp_used"] = max((i["damp_used"] for _, i in done.values()), default=config.damp)
+        raised = [name for name, (_, i) in done.items() if i["damp_used"] > config.damp]
+        notes += [f"Cholesky failed at damp={config.damp} for {', '.join(raised)}: damping raised up to "
+                  f"{details['max_damp_used']:g}"] if raised else []
     kernel = f"torch fp32 dense (weights dequantized at load from packed int{config.bits})"
     return Quantized(model, kernel=kernel, notes=notes, details=details, packed=packed,
                      format_config=config.format_config())
