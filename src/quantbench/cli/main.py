@@ -7,6 +7,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..spec import CompareSpec
 from .spec_args import add_dataclass_options, spec_from_args
+from .sweep import add_sweep_commands
 
 DESCRIPTION = """Quantize a PyTorch model with several methods and compare them honestly: accuracy with
 its confidence interval, agreement with fp32, bytes on disk, latency on the int8 kernels that
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=_compare)
     sub.add_parser("methods", help="list methods and their options").set_defaults(func=_methods)
     sub.add_parser("tasks", help="list built-in tasks").set_defaults(func=_tasks)
+    add_sweep_commands(sub)
     return parser
 
 

@@ -1,0 +1,112 @@
+"""``quantbench sweep`` and ``quantbench report``: thin commands over quantbench.sweep and quantbench.report."""
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+from .spec_args import add_dataclass_options, spec_from_args
+
+SWEEP_HELP = "run an experiment file (tasks x methods x options x seeds) locally or on SLURM, into one store"
+SWEEP_EXAMPLES = """examples:
+  quantbench sweep examples/sweep.yaml --dry-run        # validate, list the runs
+  quantbench sweep examples/sweep.yaml                  # run them one at a time into sweeps/tabular-demo
+  quantbench sweep sweeps/tabular-demo --resume         # continue after a crash; done runs are skipped
+  quantbench sweep examples/sweep.yaml --executor slurm # same runs as a SLURM job array (see docs/sweeps.md)
+  quantbench sweep status sweeps/tabular-demo           # done / failed / running / pending
+  quantbench report sweeps/tabular-demo                 # tables, report.html, report.md, report.csv
+"""
+REPORT_HELP = "compare the runs of one or more stores: tables, HTML with Pareto plots, markdown, CSV"
+
+
+def add_sweep_commands(sub) -> None:
+    from ..report.sweep_report import ReportOptions
+    from ..sweep import SweepOptions
+
+    sweep = sub.add_parser("sweep", help=SWEEP_HELP, description=SWEEP_HELP, epilog=SWEEP_EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("target", metavar="EXPERIMENT",
+                       help="experiment file (.yaml, .toml), a sweep folder to resume, or 'status DIR'")
+    sweep.add_argument("folder", nargs="?", metavar="DIR", help=argparse.SUPPRESS)
+    add_dataclass_options(sweep, SweepOptions)
+    sweep.set_defaults(func=_sweep)
+    report = sub.add_parser("report", help=REPORT_HELP, description=REPORT_HELP)
+    report.add_argument("stores", nargs="+", metavar="STORE", help="sweep folders or .sqlite stores")
+    add_dataclass_options(report, ReportOptions)
+    report.set_defaults(func=_report)
+
+
+def _sweep(args) -> int:
+    from ..sweep import SweepOptions, plan_sweep, run_sweep
+
+    if args.target == "status":
+        return _status(args.folder or args.out, args.store)
+    if args.folder:
+        raise UserError(f"unexpected argument '{args.folder}' (only 'quantbench sweep status DIR' takes two)")
+    options = spec_from_args(SweepOptions, args)
+    if options.dry_run:
+        _print_plan(plan_sweep(args.target, options))
+        return 0
+    summary = run_sweep(args.target, options)
+    _print_summary(summary)
+    if summary.interrupted:
+        return 130
+    return 1 if any(f["status"] == "failed" for f in summary.finished) else 0
+
+
+def _status(folder: str | None, store: str | None) -> int:
+    from ..sweep import sweep_status
+    from ..sweep.status import STATES
+
+    if not folder:
+        raise UserError("which sweep? usage: quantbench sweep status DIR")
+    status = sweep_status(folder, store)
+    total = sum(status.counts.values())
+    print(f"sweep '{status.name}' ({status.folder}): {total} runs: "
+          + ", ".join(f"{status.counts[s]} {s}" for s in STATES if status.counts[s]))
+    for run_id, job_id, state in status.active:
+        print(f"  {state.lower():9} {run_id}  (job {job_id})")
+    for run_id, error in status.failed:
+        print(f"  failed    {run_id}: {error}")
+    if status.others:
+        print(f"  ({status.others} other runs in the store are not in the experiment file)")
+    if status.failed:
+        print(f"resubmit the failed runs: quantbench sweep {status.folder} --resume --retry-failed")
+    print(f"store: {status.store}")
+    return 0
+
+
+def _print_plan(plan) -> None:
+    print(f"sweep '{plan.experiment.name}' ({plan.experiment.file}): {len(plan.experiment.runs)} runs, "
+          f"{len(plan.todo)} to run, {len(plan.skipped)} already in the store -> {plan.folder}")
+    todo = {r.key for r in plan.todo}
+    for run in plan.experiment.runs:
+        state = "run" if run.key in todo else plan.in_store.get(run.key, "queued")
+        print(f"  {state:11} {run.key}  {run.id}")
+
+
+def _print_summary(summary) -> None:
+    plan, finished = summary.plan, summary.finished
+    ok = sum(f["status"] != "failed" for f in finished)
+    parts = [f"{len(finished)} finished now ({ok} ok, {len(finished) - ok} failed)"]
+    if summary.submitted:
+        parts.insert(0, f"{summary.submitted} submitted to SLURM")
+    parts.append(f"{len(plan.skipped)} skipped (already in the store or queued)")
+    print(f"sweep '{plan.experiment.name}': {len(plan.experiment.runs)} runs: " + ", ".join(parts))
+    for f in finished:
+        if f["status"] == "failed":
+            print(f"  failed: {f['run_id']}: {f['error']}")
+    print(f"store: {plan.store}")
+    if summary.interrupted or (summary.submitted and len(finished) < summary.submitted):
+        print(f"interrupted: continue with 'quantbench sweep {plan.folder} --resume' "
+              f"(see 'quantbench sweep status {plan.folder}')")
+    else:
+        print(f"next: quantbench report {plan.folder}")
+
+
+def _report(args) -> int:
+    from ..report.sweep_report import ReportOptions, report_stores
+
+    options = spec_from_args(ReportOptions, args)
+    written = report_stores([Path(s) for s in args.stores], options)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+

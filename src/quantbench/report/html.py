@@ -1,0 +1,142 @@
+"""report.html: one self-contained file (inline SVG plots, inline CSS and JS, no network):
+per (task, machine) a table and two Pareto plots, filters by task, machine and method,
+each machine's environment, and every run with its provenance."""
+import datetime
+import io
+from html import escape
+from pathlib import Path
+
+from .groups import Entry, Group, machines
+from .pareto import pareto_front
+from .sweep_report import base_line, headers, line_cells
+
+STYLE = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;font-variant-numeric:tabular-nums}th{background:#f3f3f3}
+section{border-top:2px solid #ddd;margin-top:1.5em}.plots svg{max-width:49%;height:auto}.fail{color:#b00}
+#filters{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ddd}.note{color:#666}"""
+
+SCRIPT = """function applyFilters(){
+  const want={task:document.getElementById('f-task').value,machine:document.getElementById('f-machine').value};
+  const method=document.getElementById('f-method').value.toLowerCase();
+  document.querySelectorAll('.f').forEach(el=>{
+    let show=true;
+    for(const k of ['task','machine']){if(want[k]&&el.dataset[k]!==undefined&&el.dataset[k]!==want[k])show=false;}
+    if(method&&el.dataset.method!==undefined&&!el.dataset.method.toLowerCase().includes(method))show=false;
+    el.style.display=show?'':'none';});
+}
+document.querySelectorAll('#filters select,#filters input').forEach(el=>el.addEventListener('input',applyFilters));
+const query=new URLSearchParams(location.search);  // report.html?method=ptq&task=... opens filtered
+for(const k of ['task','machine','method']){if(query.has(k))document.getElementById('f-'+k).value=query.get(k);}
+applyFilters();"""
+
+
+def write_html(groups: list[Group], entries: list[Entry], path: Path) -> Path:
+    path.write_text(render_html(groups, entries))
+    return path
+
+
+def render_html(groups: list[Group], entries: list[Entry]) -> str:
+    envs = machines(entries)
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    body = [f"<h1>quantbench report</h1><p>{len(entries)} runs, {len({e.task for e in entries})} tasks, "
+            f"{len(envs) or 1} machine(s); generated {now}.</p>", _filters(entries),
+            *[_group(g) for g in groups], _machines(envs), _runs(entries)]
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>quantbench report</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(body)}<script>{SCRIPT}</script></body></html>\n")
+
+
+def _filters(entries: list[Entry]) -> str:
+    def select(name: str, values) -> str:
+        options = "".join(f"<option value='{escape(v)}'>{escape(v)}</option>" for v in sorted(set(values)))
+        return f"<label>{name} <select id='f-{name}'><option value=''>all</option>{options}</select></label> "
+
+    return ("<div id='filters'>" + select("task", [e.task for e in entries])
+            + select("machine", [e.hardware for e in entries])
+            + "<label>method <input id='f-method' placeholder='part of a method name'></label></div>")
+
+
+def _group(group: Group) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers(group))
+    rows = "".join(_line_row(group, line) for line in group.lines)
+    failed = "".join(f"<li class='fail'>{escape(e.status)}: {escape(e.run_id)}: {escape(str(e.error))}</li>"
+                     for line in group.lines for e in line.failed)
+    return (f"<section class='f' data-task='{escape(group.task)}' data-machine='{escape(group.hardware)}'>"
+            f"<h2>{escape(group.task)}</h2><p>on {escape(group.hardware)}</p><table><tr>{head}</tr>{rows}</table>"
+            f"<p class='note'>quality: mean over seeds [lowest-highest seed; one run: its 95% CI]. "
+            f"Red points and dashed line: Pareto front.</p>"
+            f"<div class='plots'>{tradeoff_svgs(group)}</div><ul>{failed}</ul></section>")
+
+
+def _line_row(group: Group, line) -> str:
+    cells = line_cells(line, base_line(group, line), group.batch_sizes, group.metric)
+    return (f"<tr class='f' data-method='{escape(line.method)}'>"
+            + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+
+
+def tradeoff_svgs(group: Group) -> str:
+    """Quality vs size and quality vs latency at the smallest batch, as two inline SVGs."""
+    lines = [line for line in group.lines if line.quality() is not None]
+    if not lines:
+        return "<p class='note'>no successful runs to plot</p>"
+    batch = min(group.batch_sizes) if group.batch_sizes else None
+    sizes = {line.method: line.median("size_bytes") / 1024 for line in lines if line.median("size_bytes")}
+    latencies = {line.method: line.latency_ms(batch) for line in lines if batch and line.latency_ms(batch)}
+    return (_svg(group, lines, sizes, "artifact size", "KB")
+            + _svg(group, lines, latencies, f"median latency at batch {batch}", "ms"))
+
+
+def _svg(group: Group, lines, cost: dict[str, float], name: str, unit: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scale = 100 if group.metric == "accuracy" else 1
+    higher = lines[0].first("higher_is_better") is not False
+    quality = {line.method: line.quality() for line in lines}
+    front = pareto_front({m: (c, quality[m][0] if higher else -quality[m][0]) for m, c in cost.items()})
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig, ax = plt.subplots(figsize=(5.6, 4))
+        for method, x in cost.items():
+            mean, low, high = (scale * v for v in quality[method])
+            ax.errorbar(x, mean, yerr=[[mean - low], [high - mean]], fmt="o" if method in front else "x",
+                        color="C3" if method in front else "C0", capsize=3)
+            ax.annotate(method, (x, mean), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.plot([cost[m] for m in front], [scale * quality[m][0] for m in front], "--", color="C3", alpha=0.6)
+        log = bool(cost) and max(cost.values()) > 20 * min(cost.values())
+        ax.set(xscale="log" if log else "linear", xlabel=f"{name} ({unit}{', log' if log else ''})",
+               ylabel=f"{group.metric}{' %' if scale == 100 else ''}", title=f"{group.metric} vs {name}")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg")
+        plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _machines(envs: dict[str, dict]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(hw)}</td><td>{escape(str(env.get('host')))}</td><td>{escape(str(env.get('cpu')))}</td>"
+        f"<td>{escape(', '.join(env.get('cpu_flags') or []))}</td><td>{escape(str(env.get('gpu') or '-'))}</td>"
+        f"<td>{env.get('threads')}</td><td>{escape(str(env.get('python')))}</td>"
+        f"<td>{escape(_versions(env))}</td><td>{escape(str(env.get('git_sha')))}</td></tr>"
+        for hw, env in envs.items())
+    return ("<section><h2>Machines</h2><table><tr><th>hardware</th><th>host</th><th>cpu</th><th>flags</th>"
+            f"<th>gpu</th><th>threads</th><th>python</th><th>versions</th><th>git</th></tr>{rows}</table></section>")
+
+
+def _versions(env: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v)
+
+
+def _runs(entries: list[Entry]) -> str:
+    rows = "".join(
+        f"<tr class='f' data-task='{escape(e.task)}' data-machine='{escape(e.hardware)}' "
+        f"data-method='{escape(e.method)}'><td>{escape(e.run_id)}</td><td><code>{e.run_key}</code></td>"
+        f"<td>{escape(e.task)}</td><td>{escape(e.hardware)}</td><td>{e.seed}</td><td>{escape(e.method)}</td>"
+        f"<td class='{'' if e.ok else 'fail'}'>{escape(e.status)}</td><td>{escape(str(e.error or ''))}</td>"
+        f"<td>{escape(str(e.finished_at))}</td><td>{escape(str(e.job_id or '-'))}</td></tr>" for e in entries)
+    return ("<section><h2>All runs</h2><details open><summary>provenance of each run</summary><table><tr>"
+            "<th>run</th><th>key</th><th>task</th><th>machine</th><th>seed</th><th>method</th><th>status</th>"
+            f"<th>error</th><th>finished (UTC)</th><th>job</th></tr>{rows}</table></details></section>")

@@ -1,0 +1,78 @@
+"""Execute one run and describe it as a record: the result row plus full provenance.
+The same function runs in the local executor and inside a SLURM job."""
+import dataclasses
+import datetime
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..api import compare
+from ..env import capture_env
+from .runs import Run
+
+
+def execute_run(run: Run, sweep: str, executor: str, threads: int | None = None) -> dict[str, Any]:
+    """A record for the store; a run that raises is a failed record, never an exception."""
+    spec = run.compare_spec(**({"threads": threads} if threads and not run.spec.get("threads") else {}))
+    started, start = _now(), time.perf_counter()
+    try:
+        results = compare(spec)
+        row, env, task_info = results.rows[0], results.env, results.task
+        outcome = {"status": row.status, "error": row.error, "traceback": row.details.get("traceback"),
+                   "row": dataclasses.asdict(row)}
+    except Exception as e:  # a failed run is data: record it, the sweep goes on
+        env, task_info = capture_env(spec.resolved_threads(), None), None
+        outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                   "traceback": traceback.format_exc(limit=8), "row": None}
+    return {**base_record(run, sweep, executor), **outcome, "env": env, "task_info": task_info,
+            "hardware": hardware_label(env), "host": env.get("host"), "code_version": code_version(env),
+            "spec": {**run.spec, "threads": spec.threads}, "started_at": started, "finished_at": _now(),
+            "seconds": time.perf_counter() - start}
+
+
+def run_to_file(run: dict[str, Any], sweep: str, results_dir: str, threads: int | None = None) -> str:
+    """The SLURM job: run, then write results/<run_key>.json atomically (the driver ingests it)."""
+    record = execute_run(Run.from_dict(run), sweep, "slurm", threads)
+    path = Path(results_dir) / f"{record['run_key']}.json"
+    write_json_atomic(path, record)
+    return str(path)
+
+
+def base_record(run: Run, sweep: str, executor: str) -> dict[str, Any]:
+    return {"run_key": run.key, "run_id": run.id, "sweep": sweep, "spec": run.spec, "config": run.config,
+            "executor": executor, "job_id": slurm_job_id()}
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def hardware_label(env: dict[str, Any] | None) -> str:
+    """What a latency was measured on: GPU name or CPU model, thread count, host."""
+    if not env:
+        return "unknown machine"
+    device = env.get("gpu") or f"{env.get('cpu')}, {env.get('threads')} threads"
+    return f"{device} @ {env.get('host')}"
+
+
+def code_version(env: dict[str, Any] | None) -> str | None:
+    if not env:
+        return None
+    return f"quantbench {env.get('versions', {}).get('quantbench')} (git {env.get('git_sha')})"
+
+
+def slurm_job_id() -> str | None:
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
