@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..spec import CompareSpec
+from .runtimes import add_runtimes_command
 from .spec_args import add_dataclass_options, spec_from_args
 from .sweep import add_sweep_commands
 
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=_compare)
     sub.add_parser("methods", help="list methods and their options").set_defaults(func=_methods)
     sub.add_parser("tasks", help="list built-in tasks").set_defaults(func=_tasks)
+    add_runtimes_command(sub)
     add_sweep_commands(sub)
     return parser
 

@@ -1,4 +1,6 @@
 from .base import RUNTIMES, Realized, Runner, Runtime
 from .torch_cpu import TorchCPU
+# after torch-cpu (registry order = order of 'all'); registers even without onnxruntime, imported lazily
+from .onnxruntime_cpu import OnnxRuntimeCPU  # noqa: E402
 
-__all__ = ["RUNTIMES", "Realized", "Runner", "Runtime", "TorchCPU"]
+__all__ = ["RUNTIMES", "OnnxRuntimeCPU", "Realized", "Runner", "Runtime", "TorchCPU"]

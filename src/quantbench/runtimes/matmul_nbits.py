@@ -1,0 +1,257 @@
+"""quantbench's low-bit weights as ONNX Runtime ``com.microsoft.MatMulNBits`` inputs, and back.
+
+MatMulNBits computes ``Y = A @ W.T (+ bias)`` with ``W[n, k] = scale[n, b] * (code[n, k] - zero[n, b])``
+where block ``b = k // block_size`` (a power of two >= 16) runs along K. Its inputs:
+
+- ``B`` uint8 [N, n_blocks, block_size * bits / 8]: the codes of each block, packed low bits first
+  (for 4 bits: code k in the low nibble, code k + 1 in the high nibble); K is zero-padded to
+  ``n_blocks * block_size``;
+- ``scales`` float32 [N * n_blocks];
+- ``zero_points`` uint8 [N * ceil(n_blocks * bits / 8)], packed like B; omitted when every zero is
+  the default 2**(bits - 1) (quantbench's symmetric grid).
+
+Nothing is re-quantized: the codes and zero points are the ``LowBitWeight``'s integers and the
+scales its (fp16-rounded) values, widened to float32 as MatMulNBits wants them. A quantbench
+group maps to whole blocks (the block size divides the group size; the group's scale and zero
+are repeated in each of its blocks). Groups that are not contiguous runs of K (GPTQ act-order
+without static groups) become contiguous after a fixed permutation of the input columns: the
+graph then gathers A's columns in that order before MatMulNBits (``perm``).
+
+``pack_lowbit`` / ``unpack_lowbit`` are pure numpy; ``replace_linear_nodes`` rewrites an ONNX graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KERNEL_BITS = (2, 4, 8)  # MatMulNBits' bits attribute: 2, 4, 8
+MIN_BLOCK = 16
+PER_ROW_BLOCK = 128
+
+
+class NotRepresentable(ValueError):
+    """The weight cannot be fed to MatMulNBits as is (the message says why)."""
+
+
+@dataclass(frozen=True)
+class NBitsWeight:
+    """The MatMulNBits inputs of one layer, plus the input-column order (None: as is)."""
+
+    B: np.ndarray
+    scales: np.ndarray
+    zero_points: np.ndarray | None
+    K: int
+    N: int
+    bits: int
+    block_size: int
+    perm: np.ndarray | None
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.K // self.block_size)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.B, self.scales, self.zero_points, self.perm) if a is not None)
+
+
+def pack_lowbit(lw) -> NBitsWeight:
+    """MatMulNBits inputs holding exactly the codes, zero points and scales of ``lw`` (a LowBitWeight)."""
+    if lw.bits not in KERNEL_BITS:
+        raise NotRepresentable(f"ONNX Runtime's MatMulNBits has {'/'.join(map(str, KERNEL_BITS))}-bit kernels; "
+                               f"{lw.bits}-bit codes have none")
+    q = lw.q.numpy()
+    N, K = q.shape
+    perm = column_order(lw.g_idx.numpy().astype(np.int64), lw.group_size)
+    block = choose_block_size(lw.group_size, K)
+    block_group = block_groups(K, block, lw.group_size)
+    if perm is not None:
+        q = q[:, perm]
+    zeros = _integer_zeros(lw.zeros.numpy(), lw.bits)[:, block_group]
+    padded = np.zeros((N, len(block_group) * block), np.uint8)
+    padded[:, :K] = q
+    default_zero = 1 << (lw.bits - 1)
+    return NBitsWeight(
+        B=pack_low_first(padded.reshape(N, len(block_group), block), lw.bits),
+        scales=np.ascontiguousarray(lw.scales.float().numpy()[:, block_group], dtype=np.float32).reshape(-1),
+        zero_points=None if bool((zeros == default_zero).all()) else pack_low_first(zeros, lw.bits).reshape(-1),
+        K=K, N=N, bits=lw.bits, block_size=block, perm=perm,
+    )
+
+
+def unpack_lowbit(w: NBitsWeight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes [N, K], zeros [N, n_blocks], scales [N, n_blocks]) in the original column order."""
+    codes = unpack_low_first(w.B, w.bits).reshape(w.N, -1)[:, : w.K]
+    if w.zero_points is None:
+        zeros = np.full((w.N, w.n_blocks), 1 << (w.bits - 1), np.uint8)
+    else:
+        zeros = unpack_low_first(w.zero_points.reshape(w.N, -1), w.bits)[:, : w.n_blocks]
+    if w.perm is not None:
+        restored = np.empty_like(codes)
+        restored[:, w.perm] = codes
+        codes = restored
+    return codes, zeros, w.scales.reshape(w.N, w.n_blocks)
+
+
+def dequantize(w: NBitsWeight) -> np.ndarray:
+    """float32 W [N, K] as MatMulNBits defines it (original column order)."""
+    codes, zeros, scales = unpack_lowbit(w)
+    block_of_column = np.arange(w.K) // w.block_size
+    if w.perm is not None:
+        block_of_column[w.perm] = block_of_column.copy()
+    z, s = zeros[:, block_of_column].astype(np.float32), scales[:, block_of_column]
+    return s * (codes.astype(np.float32) - z)
+
+
+def column_order(g_idx: np.ndarray, group_size: int) -> np.ndarray | None:
+    """None when group g covers columns [g * group_size, (g + 1) * group_size) already; else the
+    permutation of columns that makes the groups such contiguous runs (act-order)."""
+    K = len(g_idx)
+    contiguous = np.zeros(K, np.int64) if group_size == -1 else np.arange(K) // group_size
+    if np.array_equal(g_idx, contiguous):
+        return None
+    perm = np.argsort(g_idx, kind="stable")
+    if not np.array_equal(g_idx[perm], contiguous):
+        raise NotRepresentable("MatMulNBits needs contiguous groups of group_size columns, even after a column "
+                               "permutation; this g_idx has groups of other sizes")
+    return perm
+
+
+def choose_block_size(group_size: int, K: int) -> int:
+    """A power of two >= 16 dividing the group size (one block never spans two groups), no larger
+    than K needs; per-row grids use blocks of 128 with the row's scale repeated."""
+    fits_k = max(MIN_BLOCK, 1 << max(K - 1, 0).bit_length())
+    if group_size == -1:
+        return min(PER_ROW_BLOCK, fits_k)
+    block = group_size & -group_size  # largest power of two dividing group_size
+    if block < MIN_BLOCK:
+        raise NotRepresentable(f"group_size {group_size} is not a multiple of 16; MatMulNBits blocks are powers "
+                               f"of two >= 16 and one block must not span two groups")
+    return min(block, fits_k)
+
+
+def pack_low_first(codes: np.ndarray, bits: int) -> np.ndarray:
+    """uint8 [..., L * bits / 8]: codes [..., L] packed along the last axis, low bits first
+    (the last axis is zero-padded to a whole number of bytes)."""
+    per_byte = 8 // bits
+    L = codes.shape[-1]
+    padded = np.zeros(codes.shape[:-1] + (-(-L // per_byte) * per_byte,), np.uint8)
+    padded[..., :L] = codes
+    grouped = padded.reshape(codes.shape[:-1] + (-1, per_byte)).astype(np.uint16)
+    shifts = (np.arange(per_byte) * bits).astype(np.uint16)
+    return np.bitwise_or.reduce(grouped << shifts, axis=-1).astype(np.uint8)
+
+
+def unpack_low_first(packed: np.ndarray, bits: int) -> np.ndarray:
+    """uint8 codes [..., 8 / bits * L] from bytes [..., L] made by ``pack_low_first``."""
+    per_byte = 8 // bits
+    shifts = (np.arange(per_byte) * bits).astype(np.uint8)
+    values = (packed[..., None] >> shifts) & np.uint8((1 << bits) - 1)
+    return values.reshape(packed.shape[:-1] + (-1,))
+
+
+def block_groups(K: int, block: int, group_size: int) -> np.ndarray:
+    """The quantbench group of each MatMulNBits block."""
+    starts = np.arange(-(-K // block)) * block
+    return np.zeros_like(starts) if group_size == -1 else starts // group_size
+
+
+def _integer_zeros(zeros: np.ndarray, bits: int) -> np.ndarray:
+    if not np.array_equal(zeros, np.round(zeros)) or zeros.min() < 0 or zeros.max() > (1 << bits) - 1:
+        raise NotRepresentable(f"zero points must be integers in [0, {(1 << bits) - 1}]")
+    return zeros.astype(np.uint8)
+
+
+# --- graph rewrite ---------------------------------------------------------------------------
+
+
+def replace_linear_nodes(model, weights: dict[str, NBitsWeight], dense: dict[str, np.ndarray],
+                         accuracy_level: int) -> dict[str, str]:
+    """Replace each quantized layer's Gemm/MatMul in ``model`` (an onnx.ModelProto, changed in place)
+    by MatMulNBits. ``dense``: each layer's weight [N, K] as exported, used to find its node (by
+    initializer name ``<layer>.weight``, else by value). Returns layer -> replaced node type."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    replaced: dict[str, str] = {}
+    for layer, w in weights.items():
+        node = _find_node(graph, inits, layer, dense[layer])
+        replaced[layer] = node.op_type
+        prefix = f"{layer}.nbits"
+        a_input, bias = node.input[0], _gemm_bias(node, inits) if node.op_type == "Gemm" else ""
+        new_inits = [numpy_helper.from_array(w.B, f"{prefix}.B"), numpy_helper.from_array(w.scales, f"{prefix}.scales")]
+        inputs = [a_input, f"{prefix}.B", f"{prefix}.scales"]
+        if w.zero_points is not None:
+            new_inits.append(numpy_helper.from_array(w.zero_points, f"{prefix}.zero_points"))
+            inputs.append(f"{prefix}.zero_points")
+        else:
+            inputs.append("")
+        new_nodes = []
+        if w.perm is not None:
+            new_inits.append(numpy_helper.from_array(w.perm.astype(np.int64), f"{prefix}.perm"))
+            new_nodes.append(helper.make_node("Gather", [a_input, f"{prefix}.perm"], [f"{prefix}.A"], axis=-1,
+                                              name=f"{prefix}.gather"))
+            inputs[0] = f"{prefix}.A"
+        if bias:
+            inputs += ["", bias]
+        attrs = {"K": w.K, "N": w.N, "bits": w.bits, "block_size": w.block_size}
+        if accuracy_level:
+            attrs["accuracy_level"] = accuracy_level
+        new_nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output), name=f"{prefix}.matmul",
+                                          domain="com.microsoft", **attrs))
+        position = list(graph.node).index(node)
+        graph.node.remove(node)
+        for offset, new in enumerate(new_nodes):
+            graph.node.insert(position + offset, new)
+        graph.initializer.extend(new_inits)
+    _drop_unused_initializers(graph)
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return replaced
+
+
+def _find_node(graph, inits, layer: str, weight: np.ndarray):
+    """The Gemm (transB=1, weight [N, K]) or MatMul (weight [K, N]) computing ``layer``."""
+    from onnx import numpy_helper
+
+    for node in graph.node:
+        if node.op_type not in ("Gemm", "MatMul") or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        if node.op_type == "Gemm" and not _plain_gemm(node):
+            continue
+        stored = inits[node.input[1]]
+        if node.op_type == "Gemm" and stored.name == f"{layer}.weight":
+            return node
+        if tuple(stored.dims) != (weight.shape if node.op_type == "Gemm" else weight.shape[::-1]):
+            continue
+        value = numpy_helper.to_array(stored)
+        if np.array_equal(value, weight if node.op_type == "Gemm" else weight.T):
+            return node
+    raise ValueError(f"layer {layer!r}: no Gemm/MatMul with its weight in the exported ONNX graph")
+
+
+def _plain_gemm(node) -> bool:
+    """Y = A @ B.T + C with alpha = beta = 1: what torch exports for nn.Linear."""
+    attrs = {a.name: a for a in node.attribute}
+    def get(name, default):
+        if name not in attrs:
+            return default
+        return attrs[name].f if attrs[name].type == attrs[name].FLOAT else attrs[name].i
+
+    return get("transA", 0) == 0 and get("transB", 0) == 1 and get("alpha", 1.0) == 1.0 and get("beta", 1.0) == 1.0
+
+
+def _gemm_bias(node, inits) -> str:
+    if len(node.input) < 3 or not node.input[2]:
+        return ""
+    if node.input[2] not in inits or len(inits[node.input[2]].dims) != 1:
+        raise ValueError(f"Gemm {node.name!r}: bias is not a constant vector")
+    return node.input[2]
+
+
+def _drop_unused_initializers(graph) -> None:
+    used = {name for node in graph.node for name in node.input}
+    for init in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(init)

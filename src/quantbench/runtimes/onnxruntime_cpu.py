@@ -1,0 +1,407 @@
+"""ONNX Runtime on CPU: the FP32 model exported to one ``.onnx`` file, then
+
+- ``fp32``: the exported graph as is;
+- ``ptq-dynamic`` / ``ptq-static``: ONNX Runtime's own int8 quantizers (``quantize_dynamic``;
+  ``quantize_static`` in QDQ format with its calibrators);
+- ``rtn`` / ``gptq``: quantbench's packed low-bit weights (the same integers as the torch rows,
+  never re-quantized) fed to ``com.microsoft.MatMulNBits`` (see ``matmul_nbits.py``);
+- ``qat``: the torch int8 model that QAT converts to, exported to ONNX as QuantizeLinear /
+  DequantizeLinear around float ops (its int8 weights and scales as they are).
+
+Each row's kernel names the operators ONNX Runtime runs after its graph optimizations (read from
+the optimized graph it writes out), not just what the file holds. Sessions use a fixed number of
+intra-op threads (torch's thread count, which ``compare`` sets from ``--threads``) and one
+inter-op thread.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import RUNTIMES, Realized, Runner
+
+INSTALL_HINT = "pip install 'quantbench[onnx]'"
+_OBSERVER_TO_ORT = {"minmax": "MinMax", "histogram": "Entropy", "percentile": "Percentile"}
+_OPSET = 17
+_COMPUTE_OPS = ("MatMul", "Gemm", "Conv", "Quantize", "Attention")
+
+
+@RUNTIMES.register("onnxruntime")
+@dataclass
+class OnnxRuntimeCPU:
+    """``accuracy_level`` of MatMulNBits rows: 0 computes in fp32 with the dequantized weights;
+    4 quantizes activations to int8 per block (about 4x faster at batch 1 on AVX2, ~0.5% error)."""
+
+    name: str = "onnxruntime"
+    accuracy_level: int = 4
+
+    def __post_init__(self):
+        if self.accuracy_level not in range(5):
+            raise ValueError(f"accuracy_level must be 0..4, got {self.accuracy_level}")
+
+    def unavailable_reason(self) -> str | None:
+        missing = [p for p in ("onnxruntime", "onnx") if importlib.util.find_spec(p) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed: {INSTALL_HINT}"
+        import onnxruntime
+
+        if "CPUExecutionProvider" not in onnxruntime.get_available_providers():
+            return f"this onnxruntime build has no CPUExecutionProvider ({onnxruntime.get_available_providers()})"
+        return None
+
+    def describe(self) -> str:
+        import onnxruntime
+
+        return (f"onnxruntime {onnxruntime.__version__}, CPUExecutionProvider (MLAS); providers here: "
+                f"{', '.join(onnxruntime.get_available_providers())}; MatMulNBits accuracy_level {self.accuracy_level}")
+
+    def realize(self, config, fp32: nn.Module, ctx, stem: Path) -> Realized:
+        from ..methods import Unsupported
+
+        if not ctx.task.traceable:
+            raise Unsupported(f"onnxruntime rows need a model with one tensor input; task '{ctx.task.name}' "
+                              f"(transformers) is not exported to ONNX yet")
+        build = _BUILDERS.get(config.name)
+        if build is None:
+            raise Unsupported(f"method '{config.name}' has no ONNX Runtime path")
+        path = stem.with_suffix(".onnx")
+        realized = build(self, config, fp32, ctx, path)
+        ops = graph_ops(path, torch.get_num_threads())
+        realized.kernel = f"{realized.kernel}: {', '.join(op for op in ops['run'] if _is_compute(op))}"
+        realized.notes.append(f"ONNX Runtime runs {_count_text(ops['run'])} "
+                              f"(the file holds {_count_text(ops['saved'])})")
+        realized.details.update({"ort_ops_run": ops["run"], "ort_ops_saved": ops["saved"],
+                                 "ort_threads": torch.get_num_threads(), "ort_version": _ort_version()})
+        extra = external_data_files(path)
+        if extra:
+            realized.details["extra_files"] = [str(p) for p in extra]
+        return realized
+
+    def load(self, path: Path, task) -> Runner:
+        return OrtRunner(make_session(path, torch.get_num_threads()))
+
+    def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
+        shape = list(task.latency_input(batch_size).shape)
+        done = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path), json.dumps(shape), str(threads)],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"memory probe failed: {done.stderr.strip().splitlines()[-1:]}")
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        return out["peak"] - out["baseline"]
+
+
+# --- one builder per method -------------------------------------------------------------------
+
+
+def _fp32(rt, config, fp32, ctx, path) -> Realized:
+    start = time.perf_counter()
+    export_onnx(fp32, ctx.task.example_input, path)
+    return Realized(path, "onnxruntime CPU fp32 (MLAS)", 0.0, [], {"onnx_export_seconds": time.perf_counter() - start})
+
+
+def _ptq_dynamic(rt, config, fp32, ctx, path) -> Realized:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _exported(fp32, ctx.task.example_input) as source:
+        start = time.perf_counter()
+        with quiet_ort_quantization():
+            quantize_dynamic(source, path, weight_type=QuantType.QInt8, per_channel=config.per_channel,
+                             reduce_range=_reduce_range(), op_types_to_quantize=["MatMul", "Gemm"])
+        seconds = time.perf_counter() - start
+    notes = [f"ONNX Runtime quantize_dynamic: int8 weights ({'per channel' if config.per_channel else 'per tensor'}), "
+             f"uint8 activations quantized per batch at run time; linear layers only (MatMul/Gemm), as the method "
+             f"defines" + _reduce_range_note()]
+    return Realized(path, "onnxruntime CPU int8 dynamic (MLAS)", seconds, notes)
+
+
+def _ptq_static(rt, config, fp32, ctx, path) -> Realized:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    calib = ctx.task.calibration_inputs(config.calib_samples, config.calib_batch)
+    method = _OBSERVER_TO_ORT[config.observer]
+    extra = {"CalibPercentile": config.percentile} if config.observer == "percentile" else {}
+    with _exported(fp32, ctx.task.example_input) as source:
+        start = time.perf_counter()
+        with quiet_ort_quantization():
+            quantize_static(source, path, _CalibrationReader(_input_name(source), calib), quant_format=QuantFormat.QDQ,
+                            per_channel=config.per_channel, reduce_range=_reduce_range(),
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, method), extra_options=extra)
+        seconds = time.perf_counter() - start
+    mapping = {"minmax": "MinMax", "histogram": "Entropy (KL divergence; torch's histogram observer minimizes L2 "
+                                                "error instead, so the ranges differ)",
+               "percentile": f"Percentile ({config.percentile})"}[config.observer]
+    notes = [f"ONNX Runtime quantize_static, QDQ format, calibrated on {sum(len(b) for b in calib)} training samples; "
+             f"observer {config.observer} -> ORT CalibrationMethod.{mapping}; int8 weights "
+             f"({'per channel' if config.per_channel else 'per tensor'}), uint8 activations" + _reduce_range_note()]
+    return Realized(path, "onnxruntime CPU int8 static QDQ (MLAS)", seconds, notes)
+
+
+def _qat(rt, config, fp32, ctx, path) -> Realized:
+    from ..methods import apply_method
+
+    start = time.perf_counter()
+    quantized = apply_method(config, fp32, ctx)
+    seconds = time.perf_counter() - start
+    export_onnx(quantized.module, ctx.task.example_input, path)
+    notes = quantized.notes + ["the torch int8 model (fine-tuned, converted) exported as QuantizeLinear/"
+                               "DequantizeLinear around float ops: its int8 weights, scales and zero points as is"]
+    return Realized(path, "onnxruntime CPU int8 QDQ from torch QAT (MLAS)", seconds, notes, quantized.details)
+
+
+def _lowbit(rt, config, fp32, ctx, path) -> Realized:
+    import onnx
+
+    from ..methods import Unsupported, apply_method
+    from . import matmul_nbits
+
+    start = time.perf_counter()
+    quantized = apply_method(config, fp32, ctx)
+    try:
+        weights = {name: matmul_nbits.pack_lowbit(lw) for name, lw in quantized.packed.items()}
+    except matmul_nbits.NotRepresentable as e:
+        raise Unsupported(f"{config.label()} on onnxruntime: {e}") from None
+    seconds = time.perf_counter() - start
+    _check_same_integers(quantized.packed, weights)
+    with _exported(quantized.module, ctx.task.example_input) as source:
+        model = onnx.load(source)
+    dense = {name: _weight_out_in(quantized.module, name) for name in weights}
+    matmul_nbits.replace_linear_nodes(model, weights, dense, rt.accuracy_level)
+    onnx.save_model(model, str(path))
+    details = quantized.details | {"ort_accuracy_level": rt.accuracy_level, "same_integers_checked": True,
+                                   "nbits_block_sizes": sorted({w.block_size for w in weights.values()}),
+                                   "lowbit_sha256": lowbit_fingerprint(quantized.packed)}
+    kernel = f"onnxruntime CPU MatMulNBits int{config.bits} accuracy_level {rt.accuracy_level} (MLAS)"
+    return Realized(path, kernel, seconds, quantized.notes + _nbits_notes(config.bits, weights, rt.accuracy_level),
+                    details)
+
+
+def _nbits_notes(bits: int, weights: dict, accuracy_level: int) -> list[str]:
+    blocks = "/".join(map(str, sorted({w.block_size for w in weights.values()})))
+    level = {0: "0: fp32 compute on dequantized weights", 4: "4: activations quantized to int8 per block"}
+    notes = [f"MatMulNBits fed with quantbench's {bits}-bit codes, zero points and fp16-rounded scales as they are "
+             f"(unpacked back and checked equal); block size {blocks}; "
+             f"accuracy_level {level.get(accuracy_level, accuracy_level)}", _nbits_size_note(weights)]
+    permuted = [name for name, w in weights.items() if w.perm is not None]
+    if permuted:
+        notes.append(f"act-order groups: a Gather puts the input columns of {', '.join(permuted)} in group order "
+                     f"before MatMulNBits (same integers, permuted along K)")
+    return notes
+
+
+_BUILDERS = {"fp32": _fp32, "ptq-dynamic": _ptq_dynamic, "ptq-static": _ptq_static, "qat": _qat,
+             "rtn": _lowbit, "gptq": _lowbit}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """One ``.onnx`` file (TorchScript-based exporter, offline), input 'input' with a dynamic batch axis."""
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (example,), str(path), dynamo=False, opset_version=_OPSET,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    return path
+
+
+@contextlib.contextmanager
+def _exported(module: nn.Module, example: torch.Tensor):
+    """The model exported to a temporary ``.onnx`` file (the input of ORT's quantizers)."""
+    with tempfile.TemporaryDirectory(prefix="quantbench-onnx-") as tmp:
+        yield str(export_onnx(module, example, Path(tmp) / "fp32.onnx"))
+
+
+def make_session(path: Path, threads: int, optimized_path: Path | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def graph_ops(path: Path, threads: int) -> dict[str, dict[str, int]]:
+    """Operator counts of the saved graph and of the graph ONNX Runtime runs after optimization."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="quantbench-onnx-") as tmp:
+        optimized = Path(tmp) / "optimized.onnx"
+        make_session(path, threads, optimized)
+        run = _op_counts(onnx.load(str(optimized), load_external_data=False))
+    return {"saved": _op_counts(onnx.load(str(path), load_external_data=False)), "run": run}
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """Files besides ``path`` that hold its tensors (empty: everything is in the .onnx file)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
+    return [Path(path).parent / n for n in sorted(names)]
+
+
+class OrtRunner:
+    """Feeds a torch batch to an ORT session as numpy and returns the first output as a tensor."""
+
+    def __init__(self, session):
+        self.session = session
+        self.input = session.get_inputs()[0].name
+        self.output = session.get_outputs()[0].name
+
+    def __call__(self, batch):
+        x = np.ascontiguousarray(batch.detach().numpy() if isinstance(batch, torch.Tensor) else batch, np.float32)
+        return torch.from_numpy(self.session.run([self.output], {self.input: x})[0])
+
+
+@contextlib.contextmanager
+def quiet_ort_quantization():
+    """Hide the advice ORT's quantizers log on the root logger ('consider pre-processing')."""
+    root = logging.getLogger()
+
+    def from_ort(record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname
+
+    root.addFilter(from_ort)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # calibration progress prints
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeFilter(from_ort)
+
+
+class _CalibrationReader:
+    """ORT's CalibrationDataReader protocol (``get_next`` until None) over the task's calibration batches."""
+
+    def __init__(self, input_name: str, batches: list[torch.Tensor]):
+        self._feeds = iter([{input_name: b.numpy().astype(np.float32)} for b in batches])
+
+    def get_next(self):
+        return next(self._feeds, None)
+
+
+def _input_name(path: str) -> str:
+    import onnx
+
+    return onnx.load(path, load_external_data=False).graph.input[0].name
+
+
+def _reduce_range() -> bool:
+    """7-bit weights on x86 without VNNI: ORT's u8s8 kernels use VPMADDUBSW, which can saturate."""
+    from ..env import cpu_flags
+
+    flags = cpu_flags()
+    return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni"}
+
+
+def _reduce_range_note() -> str:
+    if not _reduce_range():
+        return ""
+    return "; 7-bit weights (reduce_range: no VNNI on this CPU, u8s8 products could saturate)"
+
+
+def _check_same_integers(packed: dict, weights: dict) -> None:
+    """The MatMulNBits tensors, unpacked, hold exactly the LowBitWeight's codes, zeros and scales."""
+    from .matmul_nbits import block_groups, unpack_lowbit
+
+    for name, lw in packed.items():
+        w = weights[name]
+        codes, zeros, scales = unpack_lowbit(w)
+        groups = block_groups(w.K, w.block_size, lw.group_size)
+        same = (np.array_equal(codes, lw.q.numpy()) and np.array_equal(zeros, lw.zeros.numpy()[:, groups])
+                and np.array_equal(scales, lw.scales.float().numpy()[:, groups]))
+        if not same:
+            raise AssertionError(f"layer {name}: MatMulNBits tensors do not hold the quantbench integers")
+
+
+def lowbit_fingerprint(packed: dict) -> str:
+    """sha256 (16 hex digits) of every layer's codes, zero points, scales and g_idx: equal
+    fingerprints mean the same integers and grids."""
+    digest = hashlib.sha256()
+    for name in sorted(packed):
+        lw = packed[name]
+        digest.update(name.encode())
+        for t in (lw.q, lw.zeros.float(), lw.scales.float(), lw.g_idx.int()):
+            digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _weight_out_in(module: nn.Module, name: str) -> np.ndarray:
+    from ..methods.lowbit.layers import get_weight_out_in
+
+    return get_weight_out_in(module.get_submodule(name)).detach().float().numpy()
+
+
+def _nbits_size_note(weights: dict) -> str:
+    total = sum(w.nbytes for w in weights.values())
+    codes = sum(w.B.nbytes for w in weights.values())
+    fp32 = sum(4 * w.N * w.K for w in weights.values())
+    return (f"quantized layers: {total / 1e6:.3f} MB in MatMulNBits tensors ({codes / 1e6:.3f} MB codes) vs "
+            f"{fp32 / 1e6:.3f} MB fp32 ({fp32 / total:.1f}x smaller)")
+
+
+def _op_counts(model) -> dict[str, int]:
+    counts = Counter(n.op_type for n in model.graph.node if n.op_type not in ("Constant", "Identity"))
+    return dict(sorted(counts.items()))
+
+
+def _is_compute(op: str) -> bool:
+    """Operators named in the kernel string (the rest are listed in the row's notes)."""
+    return any(word in op for word in _COMPUTE_OPS)
+
+
+def _count_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{op} x{n}" for op, n in counts.items()) or "no operators"
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+_MEMORY_CHILD = r"""
+import json, resource, sys
+import numpy as np, onnxruntime as ort
+path, shape, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+x = np.random.randn(*shape).astype(np.float32)
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+try:  # reset the high-water mark so that importing onnxruntime does not count
+    open("/proc/self/clear_refs", "w").write("5")
+    base, peak = status("VmRSS:"), lambda: status("VmHWM:")
+except OSError:
+    base, peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None
+options = ort.SessionOptions()
+options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
+session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+session.run(None, {session.get_inputs()[0].name: x})
+top = peak() if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"baseline": base, "peak": top}))
+"""

@@ -1,0 +1,208 @@
+"""ONNX Runtime rows: the same weights as the torch rows, real ORT kernels, sane sizes and latencies."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from onnx import numpy_helper  # noqa: E402
+
+from quantbench.api import compare, deployment_runtimes  # noqa: E402
+from quantbench.cli.main import main  # noqa: E402
+from quantbench.config import parse_methods  # noqa: E402
+from quantbench.errors import UserError  # noqa: E402
+from quantbench.methods import Context, Unsupported, apply_method  # noqa: E402
+from quantbench.methods.lowbit.artifact import FORMAT  # noqa: E402
+from quantbench.methods.lowbit.packing import from_gptq_tensors  # noqa: E402
+from quantbench.runtimes import OnnxRuntimeCPU, TorchCPU, onnxruntime_cpu  # noqa: E402
+from quantbench.runtimes.matmul_nbits import NBitsWeight, block_groups, unpack_lowbit  # noqa: E402
+from quantbench.spec import CompareSpec  # noqa: E402
+from quantbench.tasks import build_task  # noqa: E402
+from quantbench.tasks.train import trained_fp32  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    """64 -> 256 -> 128 -> 10 on digits: layer K of 64 and 256, so g32 and g128 both make several blocks."""
+    task = build_task("tabular", dataset="digits", hidden=(256, 128), seed=0)
+    model, _ = trained_fp32(task, 0, tmp_path_factory.mktemp("cache"), progress=False)
+    return task, model
+
+
+def realize(spec: str, mlp, tmp_path, accuracy_level=0):
+    task, model = mlp
+    ctx = Context(task, TorchCPU(), progress=False)
+    rt = OnnxRuntimeCPU(accuracy_level=accuracy_level)
+    realized = rt.realize(parse_methods(spec)[0], model, ctx, tmp_path / "art")
+    return realized, rt.load(realized.path, task)
+
+
+def nbits_weights_in_file(path) -> dict[str, NBitsWeight]:
+    """Every MatMulNBits of the saved graph, read back from the file (layer name -> its tensors)."""
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    gathers = {n.output[0]: inits[n.input[1]] for n in graph.node if n.op_type == "Gather"}
+    found = {}
+    for node in (n for n in graph.node if n.op_type == "MatMulNBits"):
+        attrs = {a.name: a.i for a in node.attribute}
+        zero_points = inits[node.input[3]] if len(node.input) > 3 and node.input[3] else None
+        found[node.name.removesuffix(".nbits.matmul")] = NBitsWeight(
+            inits[node.input[1]], inits[node.input[2]], zero_points, attrs["K"], attrs["N"], attrs["bits"],
+            attrs["block_size"], gathers.get(node.input[0]))
+    return found
+
+
+def assert_same_integers(saved: dict[str, NBitsWeight], packed: dict) -> None:
+    assert set(saved) == set(packed)
+    for name, lw in packed.items():
+        codes, zeros, scales = unpack_lowbit(saved[name])
+        groups = block_groups(lw.in_features, saved[name].block_size, lw.group_size)
+        assert np.array_equal(codes, lw.q.numpy()), name
+        assert np.array_equal(zeros, lw.zeros.numpy()[:, groups]), name
+        assert np.array_equal(scales, lw.scales.float().numpy()[:, groups]), name
+
+
+@pytest.mark.parametrize("spec", ["rtn:group_size=32", "rtn", "gptq:group_size=32", "gptq",
+                                  "gptq:act_order=true,group_size=32", "rtn:bits=8,sym=true,group_size=-1"])
+def test_matmul_nbits_runs_quantbench_integers_and_matches_the_dequantized_torch_model(spec, mlp, tmp_path):
+    task, model = mlp
+    quantized = apply_method(parse_methods(spec)[0], model, Context(task, TorchCPU(), progress=False))
+    realized, run = realize(spec, mlp, tmp_path)
+    assert "MatMulNBits" in realized.kernel and realized.details["same_integers_checked"]
+    assert_same_integers(nbits_weights_in_file(realized.path), quantized.packed)
+    x = task.splits.x_test
+    with torch.no_grad():
+        expected = quantized.module(x)
+    assert torch.allclose(run(x), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_accuracy_level_4_quantizes_activations_and_stays_close(mlp, tmp_path):
+    task, model = mlp
+    quantized = apply_method(parse_methods("rtn")[0], model, Context(task, TorchCPU(), progress=False))
+    realized, run = realize("rtn", mlp, tmp_path, accuracy_level=4)
+    assert "accuracy_level 4" in realized.kernel
+    x = task.splits.x_test
+    with torch.no_grad():
+        expected = quantized.module(x)
+    got = run(x)
+    assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() > 0.97
+
+
+def test_fp32_export_matches_torch(mlp, tmp_path):
+    task, model = mlp
+    realized, run = realize("fp32", mlp, tmp_path)
+    x = task.splits.x_test
+    with torch.no_grad():
+        expected = model(x)
+    assert torch.allclose(run(x), expected, rtol=1e-5, atol=1e-5)
+    assert realized.path.suffix == ".onnx" and "Gemm" in realized.kernel
+    assert onnxruntime_cpu.external_data_files(realized.path) == []
+
+
+@pytest.mark.parametrize("spec,why", [("rtn:bits=3", "3-bit codes have none"),
+                                      ("gptq:group_size=24", "not a multiple of 16")])
+def test_what_ort_cannot_run_is_unsupported_with_the_reason(spec, why, mlp, tmp_path):
+    with pytest.raises(Unsupported, match=why):
+        realize(spec, mlp, tmp_path)
+
+
+def test_tasks_with_several_inputs_are_unsupported(mlp, tmp_path):
+    task, model = mlp
+
+    class TextTask:
+        name, traceable = "minilm", False
+
+    with pytest.raises(Unsupported, match="not exported to ONNX yet"):
+        OnnxRuntimeCPU().realize(parse_methods("fp32")[0], model, Context(TextTask(), TorchCPU()), tmp_path / "a")
+
+
+def test_peak_memory_is_measured_in_a_fresh_process(mlp, tmp_path):
+    task, _ = mlp
+    realized, _ = realize("ptq-dynamic", mlp, tmp_path)
+    assert 0 < OnnxRuntimeCPU().peak_memory(realized.path, task, 8, 1) < 500e6
+
+
+@pytest.fixture(scope="module")
+def both_runtimes(tmp_path_factory):
+    """compare --runtime all: every method on torch-cpu and on onnxruntime, artifacts kept."""
+    out = tmp_path_factory.mktemp("all")
+    spec = CompareSpec(hidden=(256, 128), runtime="all", batch_sizes=(1,), memory=False, progress=False, out=str(out),
+                       cache_dir=str(tmp_path_factory.mktemp("cache")),
+                       methods="fp32,ptq-dynamic,ptq-static,ptq-static:observer=minmax,ptq-static:observer=percentile,"
+                               "qat:epochs=1,rtn,gptq:group_size=32")
+    return compare(spec), out / "artifacts"
+
+
+def test_compare_all_shows_both_runtimes_side_by_side(both_runtimes):
+    results, _ = both_runtimes
+    rows = {(r.method, r.runtime): r for r in results.rows}
+    methods = dict.fromkeys(r.method for r in results.rows)
+    assert set(rows) == {(m, rt) for m in methods for rt in ("torch-cpu", "onnxruntime")}
+    for (method, runtime), row in rows.items():
+        assert row.status == "ok", (method, runtime, row.error)
+        assert [lat.batch_size for lat in row.latency] == [1] and row.latency[0].median_ms > 0
+        if runtime == "onnxruntime":
+            assert row.kernel.startswith("onnxruntime CPU") and row.details["ort_ops_run"]
+    fp32 = rows["fp32", "onnxruntime"]
+    for method in methods:
+        row = rows[method, "onnxruntime"]
+        assert row.accuracy >= fp32.accuracy - 0.03 and row.agreement >= 0.95, method
+
+
+def test_sizes_int8_about_4x_smaller_and_4_bit_smaller_still(both_runtimes):
+    results, _ = both_runtimes
+    size = {r.method: r.size_bytes for r in results.rows if r.runtime == "onnxruntime"}
+    assert 3.0 < size["fp32"] / size["ptq-dynamic"] < 4.5
+    assert 3.0 < size["fp32"] / size["ptq-static"] < 4.5
+    assert size["rtn"] < 0.75 * size["ptq-dynamic"]
+
+
+def test_ort_rows_name_what_ort_runs(both_runtimes):
+    results, _ = both_runtimes
+    kernel = {r.method: r.kernel for r in results.rows if r.runtime == "onnxruntime"}
+    assert "DynamicQuantizeMatMul" in kernel["ptq-dynamic"] or "MatMulInteger" in kernel["ptq-dynamic"]
+    assert "QGemm" in kernel["ptq-static"] and "QGemm" in kernel["qat:epochs=1"]
+    notes = {r.method: " ".join(r.notes) for r in results.rows if r.runtime == "onnxruntime"}
+    assert "CalibrationMethod.Entropy" in notes["ptq-static"]
+    assert "CalibrationMethod.MinMax" in notes["ptq-static:observer=minmax"]
+    assert "CalibrationMethod.Percentile (99.99)" in notes["ptq-static:observer=percentile"]
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq:group_size=32"])
+def test_matmul_nbits_rows_hold_exactly_the_integers_of_the_torch_rows(method, both_runtimes):
+    from safetensors import safe_open
+
+    _, artifacts = both_runtimes
+    with safe_open(str(artifacts / f"{method.replace(':', '_')}_torch-cpu.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert meta["format"] == FORMAT
+    config, layers = json.loads(meta["quantization_config"]), json.loads(meta["layers"])
+    packed = {name: from_gptq_tensors({k: tensors[f"{name}.{k}"] for k in ("qweight", "qzeros", "scales", "g_idx")},
+                                      config["bits"], config["group_size"], k_in, n_out, config["checkpoint_format"])
+              for name, (n_out, k_in) in layers.items()}
+    onnx_path = artifacts / f"{method.replace(':', '_')}_onnxruntime.onnx"
+    assert_same_integers(nbits_weights_in_file(onnx_path), packed)
+
+
+def test_runtimes_command_lists_each_runtime_and_cuda(capsys):
+    assert main(["runtimes"]) == 0
+    out = capsys.readouterr().out
+    assert "torch-cpu: available" in out and "onnxruntime: available" in out and "onnxruntime 1." in out
+    assert "cuda: " in out
+
+
+def test_missing_onnxruntime_is_reported_and_skipped_by_all(monkeypatch, capsys):
+    real = onnxruntime_cpu.importlib.util.find_spec
+    monkeypatch.setattr(onnxruntime_cpu.importlib.util, "find_spec", lambda n: None if n == "onnxruntime" else real(n))
+    reason = OnnxRuntimeCPU().unavailable_reason()
+    assert reason == "onnxruntime not installed: pip install 'quantbench[onnx]'"
+    assert [rt.name for rt in deployment_runtimes("all")] == ["torch-cpu"]
+    with pytest.raises(UserError, match="not installed"):
+        deployment_runtimes("onnxruntime")
+    main(["runtimes"])
+    assert f"onnxruntime: not available here: {reason}" in capsys.readouterr().out
