@@ -31,7 +31,7 @@ def compare(spec: CompareSpec) -> Results:
     fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None, spec.progress)
     reference = task.reference(fp32)
     ctx = methods.Context(task=task, runtime=runtime, seed=spec.seed, progress=spec.progress)
-    runs = [(config, rt) for rt in deployment_runtimes(spec.runtime) for config in configs]
+    runs = [(config, rt) for config in configs for rt in deployment_runtimes(spec.runtime, spec.runtime_options())]
     with _artifact_dir(spec.out) as artifacts:
         bar = tqdm(runs, desc="methods", disable=not spec.progress, leave=False, unit="row")
         rows = []
@@ -43,12 +43,15 @@ def compare(spec: CompareSpec) -> Results:
     return Results(env=env | {"int8_engine": runtime.engine}, task=task_info, rows=rows)
 
 
-def deployment_runtimes(names: str) -> list:
-    """'torch-cpu', 'onnxruntime,torch-cpu' or 'all' (every runtime available here)."""
+def deployment_runtimes(names: str, options: dict | None = None) -> list:
+    """'torch-cpu', 'onnxruntime,torch-cpu' or 'all' (every runtime available here);
+    ``options`` maps a runtime name to its constructor arguments."""
+    def make(name):
+        return RUNTIMES.get(name)(**(options or {}).get(name, {}))
+
     if names == "all":
-        found = [RUNTIMES.get(n)() for n in RUNTIMES.names()]
-        return [rt for rt in found if rt.unavailable_reason() is None]
-    chosen = [RUNTIMES.get(n)() for n in dict.fromkeys(n.strip() for n in names.split(",") if n.strip())]
+        return [rt for rt in map(make, RUNTIMES.names()) if rt.unavailable_reason() is None]
+    chosen = [make(n) for n in dict.fromkeys(n.strip() for n in names.split(",") if n.strip())]
     for rt in chosen:
         reason = rt.unavailable_reason()
         if reason:

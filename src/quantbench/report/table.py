@@ -64,7 +64,7 @@ def _table(results: Results, batch_sizes: list[int]) -> Table:
     metric = next((r.metric for r in results.rows if r.status == "ok"), "accuracy")
     for col in ["method", quality_header(metric), "agree %", "size", "bits/p", *[f"lat b{b}" for b in batch_sizes],
                 "thr/s", "mem", "prep s"]:
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col == "method")
     for row in results.rows:
         table.add_row(*_cells(row, fp32_baseline(results.rows, row.runtime), batch_sizes))
     return table

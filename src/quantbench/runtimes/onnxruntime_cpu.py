@@ -16,7 +16,6 @@ inter-op thread.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 import json
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .base import RUNTIMES, Realized, Runner
 
 INSTALL_HINT = "pip install 'quantbench[onnx]'"
@@ -53,7 +53,7 @@ class OnnxRuntimeCPU:
 
     def __post_init__(self):
         if self.accuracy_level not in range(5):
-            raise ValueError(f"accuracy_level must be 0..4, got {self.accuracy_level}")
+            raise UserError(f"onnxruntime: accuracy_level must be 0..4, got {self.accuracy_level}")
 
     def unavailable_reason(self) -> str | None:
         missing = [p for p in ("onnxruntime", "onnx") if importlib.util.find_spec(p) is None]
@@ -154,11 +154,7 @@ def _ptq_static(rt, config, fp32, ctx, path) -> Realized:
 
 
 def _qat(rt, config, fp32, ctx, path) -> Realized:
-    from ..methods import apply_method
-
-    start = time.perf_counter()
-    quantized = apply_method(config, fp32, ctx)
-    seconds = time.perf_counter() - start
+    quantized, seconds = ctx.quantize(config, fp32)
     export_onnx(quantized.module, ctx.task.example_input, path)
     notes = quantized.notes + ["the torch int8 model (fine-tuned, converted) exported as QuantizeLinear/"
                                "DequantizeLinear around float ops: its int8 weights, scales and zero points as is"]
@@ -168,16 +164,14 @@ def _qat(rt, config, fp32, ctx, path) -> Realized:
 def _lowbit(rt, config, fp32, ctx, path) -> Realized:
     import onnx
 
-    from ..methods import Unsupported, apply_method
+    from ..methods import Unsupported
     from . import matmul_nbits
 
-    start = time.perf_counter()
-    quantized = apply_method(config, fp32, ctx)
+    quantized, seconds = ctx.quantize(config, fp32)
     try:
         weights = {name: matmul_nbits.pack_lowbit(lw) for name, lw in quantized.packed.items()}
     except matmul_nbits.NotRepresentable as e:
         raise Unsupported(f"{config.label()} on onnxruntime: {e}") from None
-    seconds = time.perf_counter() - start
     _check_same_integers(quantized.packed, weights)
     with _exported(quantized.module, ctx.task.example_input) as source:
         model = onnx.load(source)
@@ -186,7 +180,7 @@ def _lowbit(rt, config, fp32, ctx, path) -> Realized:
     onnx.save_model(model, str(path))
     details = quantized.details | {"ort_accuracy_level": rt.accuracy_level, "same_integers_checked": True,
                                    "nbits_block_sizes": sorted({w.block_size for w in weights.values()}),
-                                   "lowbit_sha256": lowbit_fingerprint(quantized.packed)}
+                                   }
     kernel = f"onnxruntime CPU MatMulNBits int{config.bits} accuracy_level {rt.accuracy_level} (MLAS)"
     return Realized(path, kernel, seconds, quantized.notes + _nbits_notes(config.bits, weights, rt.accuracy_level),
                     details)
@@ -338,16 +332,6 @@ def _check_same_integers(packed: dict, weights: dict) -> None:
             raise AssertionError(f"layer {name}: MatMulNBits tensors do not hold the quantbench integers")
 
 
-def lowbit_fingerprint(packed: dict) -> str:
-    """sha256 (16 hex digits) of every layer's codes, zero points, scales and g_idx: equal
-    fingerprints mean the same integers and grids."""
-    digest = hashlib.sha256()
-    for name in sorted(packed):
-        lw = packed[name]
-        digest.update(name.encode())
-        for t in (lw.q, lw.zeros.float(), lw.scales.float(), lw.g_idx.int()):
-            digest.update(t.contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _weight_out_in(module: nn.Module, name: str) -> np.ndarray:

@@ -12,7 +12,6 @@ After loading, traceable models are frozen TorchScript in memory too, so fp32 an
 dequantized low-bit rows run the same engine.
 """
 import platform
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,11 +57,7 @@ class TorchCPU:
         return f"torch {_ENGINE_KERNELS.get(self.engine, self.engine)} {op}"
 
     def realize(self, config, fp32: nn.Module, ctx, stem: Path) -> Realized:
-        from ..methods import apply_method
-
-        start = time.perf_counter()
-        quantized = apply_method(config, fp32, ctx)
-        seconds = time.perf_counter() - start
+        quantized, seconds = ctx.quantize(config, fp32)
         path = self.save(quantized, ctx.task, stem)
         return Realized(path, quantized.kernel, seconds, quantized.notes, quantized.details)
 

@@ -9,6 +9,7 @@ from torch import nn
 from ...config import MethodConfig, option, register_method
 from ...errors import UserError
 from ..base import Context, Quantized, quantizes
+from .artifact import lowbit_fingerprint
 from .driver import quantize_model
 from .gptq import gptq_quantize
 from .grid import LowBitWeight, rtn_quantize
@@ -95,7 +96,8 @@ def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Qua
     notes = [f"{len(packed)} layer(s) quantized to {config.bits}-bit"
              + (f" on {sum(_batch_rows(b) for b in calib)} calibration samples" if is_gptq else "")]
     notes += skipped_notes(selection.skipped)
-    details = {"layers": {name: info for name, (_, info) in done.items() if info}}
+    details = {"layers": {name: info for name, (_, info) in done.items() if info},
+               "lowbit_sha256": lowbit_fingerprint(packed)}
     if is_gptq:
         details["max_damp_used"] = max((i["damp_used"] for _, i in done.values()), default=config.damp)
         raised = [name for name, (_, i) in done.items() if i["damp_used"] > config.damp]

@@ -2,6 +2,7 @@
 qzeros, scales, g_idx) of each quantized layer, every other tensor of the model as is, and
 the quantization config in its metadata. Loading dequantizes the codes once into the layers
 of a freshly built model, so the model that runs is exactly the one the file describes."""
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,18 @@ def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
         raise ValueError(f"{path} does not match the model: missing {sorted(set(missing) - expected_missing)[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return skeleton.eval()
+
+
+def lowbit_fingerprint(packed: dict[str, LowBitWeight]) -> str:
+    """sha256 (16 hex digits) of every layer's codes, zero points, scales and g_idx: equal
+    fingerprints on two rows mean the same integers and grids."""
+    digest = hashlib.sha256()
+    for name in sorted(packed):
+        lw = packed[name]
+        digest.update(name.encode())
+        for t in (lw.q, lw.zeros.float(), lw.scales.float(), lw.g_idx.int()):
+            digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def theoretical_bytes(lw: LowBitWeight) -> int:
