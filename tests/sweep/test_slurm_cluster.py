@@ -39,7 +39,8 @@ def slurm_unavailable() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(slurm_unavailable() is not None, reason=str(slurm_unavailable()))
+UNAVAILABLE = slurm_unavailable()
+pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE))
 
 
 @pytest.fixture
