@@ -47,7 +47,9 @@ def trained_fp32(task: Task, seed: int, cache_dir: Path | None = None, progress:
                           patience=TRAIN_RECIPE["patience"], seed=seed, desc="train fp32", progress=progress)
     seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")  # parallel jobs may train the same model
+    torch.save(model.state_dict(), partial)
+    os.replace(partial, path)
     return model.eval(), TrainInfo(seconds, epochs, cached=False, val_accuracy=val_acc)
 
 
