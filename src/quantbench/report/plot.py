@@ -18,8 +18,8 @@ def plot_tradeoffs(results: Results, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     panels = [
         (axes[0], {r.label: r.size_bytes / 1024 for r in rows}, size_front(rows), "artifact size (KB, log)"),
-        (axes[1], {r.label: r.latency_at(batch).median_ms for r in rows if r.latency_at(batch)},
-         latency_front(rows, batch), f"median latency at batch {batch} (ms, log)"),
+        (axes[1], {r.label: 1000 * r.latency_at(batch).median_ms for r in rows if r.latency_at(batch)},
+         latency_front(rows, batch), f"median latency at batch {batch} (us, log)"),
     ]
     scale = 100 if rows[0].metric == "accuracy" else 1
     quality = {r.label: scale * r.quality for r in rows}
@@ -36,15 +36,22 @@ def plot_tradeoffs(results: Results, path: Path) -> Path | None:
 
 
 def _panel(ax, cost, accuracy, errors, front, xlabel, ylabel) -> None:
-    for name, x in cost.items():
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for i, (name, x) in enumerate(sorted(cost.items(), key=lambda kv: kv[1])):
         on_front = name in front
         low, high = errors[name]
         ax.errorbar(x, accuracy[name], yerr=[[low], [high]], fmt="o" if on_front else "x",
                     color="C3" if on_front else "C0", capsize=3)
-        ax.annotate(name, (x, accuracy[name]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.annotate(name, (x, accuracy[name]), textcoords="offset points", xytext=(5, 4 - 10 * (i % 3)), fontsize=8)
     xs = [cost[n] for n in front]
     ax.plot(xs, [accuracy[n] for n in front], "--", color="C3", alpha=0.6, label="Pareto front")
-    ax.set_xscale("log")
+    if max(cost.values()) > 20 * min(cost.values()):  # log only where it helps reading
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        xlabel = xlabel.replace(", log", "")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
