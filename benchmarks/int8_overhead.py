@@ -82,7 +82,8 @@ def main() -> None:
                   f"{r['fp32'] / r['bound_fp32']:>10.2f}x {r['fp32'] / r['quantbench']:>8.2f}x")
     print("\noverhead = quantbench (frozen TorchScript artifact) / bare torch.ops.quantized.linear_dynamic;"
           "\nqb/bound = quantbench / time to read the int8 weights once at the measured bandwidth"
-          " (1.0 is the DRAM limit;\n  below 1.0 the weights were served from the CPU caches, which the bound ignores);"
+          " (bandwidth = what torch.sum reads per second\n  with the same threads; below 1.0 the kernel read faster than that: caches, or better prefetching"
+          " than torch.sum, so the bound is approximate);"
           "\nspeed-up = fp32 / quantbench int8.")
 
 
