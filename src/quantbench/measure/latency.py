@@ -19,23 +19,26 @@ class Latency:
 
 
 def measure_latency(run: Runner, batch, batch_size: int, warmup: int = 5, min_repeats: int = 30,
-                    max_seconds: float = 2.0, rel_tol: float = 0.02) -> Latency:
-    """Time ``run(batch)``; stop once the median of all samples moves less than ``rel_tol``
-    when ``min_repeats`` more are added, or after ``max_seconds``."""
-    for _ in range(warmup):
+                    max_seconds: float = 2.0, rel_tol: float = 0.02, min_samples: int = 5) -> Latency:
+    """Time ``run(batch)`` after ``warmup`` calls; stop once the median of all samples moves
+    less than ``rel_tol`` when ``min_repeats`` more are added, or once ``max_seconds`` are
+    spent (with at least ``min_samples``), so slow models are timed in bounded time."""
+    deadline = time.perf_counter() + max_seconds
+    for i in range(warmup):
         run(batch)
+        if i >= 1 and time.perf_counter() > deadline - 0.75 * max_seconds:
+            break  # slow model: a quarter of the budget is enough warm-up
     samples: list[float] = []
     previous = None
-    deadline = time.perf_counter() + max_seconds
     while True:
-        samples += [_time_once(run, batch) for _ in range(min_repeats)]
+        for _ in range(min_repeats):
+            samples.append(_time_once(run, batch))
+            if len(samples) >= min_samples and time.perf_counter() > deadline:
+                return summarize(samples, batch_size)
         median = statistics.median(samples)
         if previous is not None and abs(median - previous) <= rel_tol * previous:
-            break
-        if time.perf_counter() > deadline:
-            break
+            return summarize(samples, batch_size)
         previous = median
-    return summarize(samples, batch_size)
 
 
 def summarize(samples_s: list[float], batch_size: int) -> Latency:
