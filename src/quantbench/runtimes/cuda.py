@@ -1,0 +1,572 @@
+"""PyTorch on an NVIDIA GPU (``--runtime cuda``): eager modules in bf16 (or fp16, option ``dtype``)
+and the low-bit CUDA kernels of torch and torchao. What each method means here:
+
+- ``fp32``: the baseline, the fp32 model cast to the runtime dtype (bf16 by default: the CUDA
+  baseline is half precision), dense cuBLAS GEMMs. Artifact: the cast state dict (``.pth``).
+- ``ptq-dynamic``: torchao ``Int8DynamicActivationInt8WeightConfig``: int8 weights (torchao's own
+  symmetric quantizer, per channel or per tensor as ``per_channel`` says), activations quantized
+  per token (per tensor) at run time, ``torch._int_mm`` (cuBLAS int8). cuBLAS refuses fewer than
+  17 rows, and torchao then multiplies in fp32: the kernel string says so. With the runtime option
+  ``dynamic="fp8"`` it is torchao ``Float8DynamicActivationFloat8WeightConfig`` (e4m3, per-row
+  scales, ``torch._scaled_mm``; sm89+) instead. Linear layers whose sizes the kernel cannot take
+  (multiples of 8 for int8, 16 for fp8) stay in the runtime dtype and the row says which.
+  Artifact: the state dict holding torchao's quantized tensors (``.pth``, torch.save).
+- ``ptq-static``, ``qat``: unsupported: torch.ao's static int8 models run on CPU engines only.
+- ``rtn``, ``gptq``: the quantbench integers, never re-quantized: the same weights as the torch-cpu
+  row (quantized once per method, same ``lowbit_sha256``) in the same safetensors artifact format.
+  2/3/4-bit codes run in torch's int4 "tinygemm" kernel (``aten._weight_int4pack_mm``, the kernel
+  of torchao's tensor-core-tiled int4 layout; sm80+, bf16): a tinygemm group size (32..256) must
+  divide quantbench's group size and K; act-order GPTQ gets a column gather before the kernel.
+  8-bit codes run as int8 weight-only: per-channel symmetric grids
+  (``sym=true,group_size=-1``) as int8 cast + cuBLAS with the scale on the output (torchao
+  ``Int8WeightOnlyConfig``'s eager path), other grids dequantized on every call (its per-group
+  path). See ``cuda_kernels.py`` for the layouts and the zero-point conversion.
+
+Every model is rebuilt from its artifact at load (``task.build_model()``, then the artifact's
+tensors placed on the GPU) and runs eagerly (``compile=True``: ``torch.compile`` for every row).
+A runner takes host tensors and returns float32 host tensors, so latency in ``compare`` counts the
+copies and the synchronization; ``benchmarks/gpu_check.py`` times the model alone on the GPU.
+Peak memory is ``torch.cuda.max_memory_allocated`` growth while loading and running one batch.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+import importlib.metadata
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .base import RUNTIMES, Realized, Runner
+from .cuda_kernels import (DTYPE_KINDS, INSTALL_HINT, INT_MM_MIN_ROWS, Int8WeightOnlyLinear, NotRepresentable,
+                           TinygemmLinear, check_tinygemm, int8_weight_only, kernel_unavailable_reason, sm,
+                           tinygemm_weight)
+
+STATE_FORMAT = "quantbench-cuda-state-v1"
+_PACKED = ("qweight", "qzeros", "scales", "g_idx")
+_TINYGEMM_CHECK_TOLERANCE = 0.02
+LATENCY_NOTE = ("latency on cuda (compare): host tensors in, float32 host tensors out, copies and synchronization "
+                "included; benchmarks/gpu_check.py times the model alone on the GPU")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how rows run: device, compute dtype, GPU capability and the torchao installed."""
+
+    device: torch.device
+    dtype: torch.dtype
+    capability: tuple[int, int] | None
+    torchao: str | None
+    gpu: str
+    dynamic: str = "int8"
+    compile: bool = False
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def dense_kind(self) -> str:
+        return DTYPE_KINDS[self.dtype_name]
+
+    def reason(self, kind: str) -> str | None:
+        return kernel_unavailable_reason(kind, self.capability, self.torchao, self.dtype_name)
+
+    def details(self) -> dict:
+        return {"gpu": self.gpu, "capability": sm(self.capability) if self.capability else None,
+                "torch": torch.__version__, "torch_cuda": torch.version.cuda, "torchao": self.torchao,
+                "dtype": self.dtype_name, "compile": self.compile}
+
+
+@RUNTIMES.register("cuda")
+@dataclass
+class TorchCUDA:
+    """``dtype``: the baseline precision and the activations' dtype (bfloat16 or float16);
+    ``dynamic``: what ptq-dynamic runs (int8, or fp8 on sm89+); ``compile``: torch.compile every row."""
+
+    name: str = "cuda"
+    dtype: str = "bfloat16"
+    dynamic: str = "int8"
+    compile: bool = False
+
+    def __post_init__(self):
+        if self.dtype not in DTYPE_KINDS:
+            raise UserError(f"cuda: dtype must be one of {', '.join(DTYPE_KINDS)}, got {self.dtype!r}")
+        if self.dynamic not in ("int8", "fp8"):
+            raise UserError(f"cuda: dynamic must be int8 or fp8, got {self.dynamic!r}")
+
+    def unavailable_reason(self) -> str | None:
+        return cuda_unavailable_reason()
+
+    def describe(self) -> str:
+        target = self.target()
+        kinds = [target.dense_kind, "int8-weight-only", "int4-weight-only", "int8-dynamic", "fp8"]
+        reasons = {kind: target.reason(kind) for kind in kinds}
+        ok = [kind for kind, why in reasons.items() if why is None]
+        lacking = [f"{kind} ({why})" for kind, why in reasons.items() if why is not None]
+        more = torch.cuda.device_count() - 1
+        return (f"torch {torch.__version__} (CUDA {torch.version.cuda}), {target.gpu} "
+                f"({sm(target.capability)}){f' and {more} more GPU(s); rows run on {target.device}' if more else ''}"
+                f", torchao {target.torchao or 'not installed'}; kernels: {', '.join(ok) or 'none'}"
+                + (f"; unsupported here: {'; '.join(lacking)}" if lacking else ""))
+
+    def target(self) -> Target:
+        index = torch.cuda.current_device()
+        return Target(torch.device("cuda", index), getattr(torch, self.dtype),
+                      tuple(torch.cuda.get_device_capability(index)), torchao_version(),
+                      torch.cuda.get_device_name(index), self.dynamic, self.compile)
+
+    def realize(self, config, fp32: nn.Module, ctx, stem: Path) -> Realized:
+        return realize(config, fp32, ctx, stem, self.target())
+
+    def load(self, path: Path, task) -> Runner:
+        target = self.target()
+        return CudaRunner(load_module(path, task, target), target)
+
+    def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
+        target = self.target()
+        _free_cached(target.device)
+        torch.cuda.reset_peak_memory_stats(target.device)
+        base = torch.cuda.memory_allocated(target.device)
+        runner = self.load(path, task)
+        runner.forward_on_device(runner.to_device(task.latency_input(batch_size)))
+        torch.cuda.synchronize(target.device)
+        peak = torch.cuda.max_memory_allocated(target.device) - base
+        del runner
+        _free_cached(target.device)
+        return int(peak)
+
+
+def cuda_unavailable_reason() -> str | None:
+    """None when torch can run CUDA kernels here, else why not (the torch build, the GPU)."""
+    if getattr(torch.version, "hip", None):
+        return f"this torch build ({torch.__version__}) is for ROCm; the cuda runtime needs an NVIDIA CUDA build"
+    if torch.version.cuda is None:
+        return f"this torch build ({torch.__version__}) has no CUDA support (install a CUDA build of torch, " \
+               f"then {INSTALL_HINT})"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU"
+    return None
+
+
+def torchao_version() -> str | None:
+    try:
+        return importlib.metadata.version("torchao")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# --- realize: one function per method ----------------------------------------------------------
+
+
+def realize(config, fp32: nn.Module, ctx, stem: Path, target: Target) -> Realized:
+    from ..methods import Unsupported
+
+    build = _REALIZERS.get(config.name)
+    if build is None:
+        raise Unsupported(f"method '{config.name}' has no CUDA path")
+    realized = build(config, fp32, ctx, stem, target)
+    if target.compile:
+        realized.kernel += " + torch.compile"
+    realized.notes.append(LATENCY_NOTE)
+    realized.details["cuda"] = target.details()
+    return realized
+
+
+def _require(target: Target, kind: str) -> None:
+    from ..methods import Unsupported
+
+    reason = target.reason(kind)
+    if reason:
+        raise Unsupported(f"{kind} on cuda: {reason}")
+
+
+def _dense(config, fp32, ctx, stem, target: Target) -> Realized:
+    _require(target, target.dense_kind)
+    model = _to_target(copy.deepcopy(fp32), target)
+    path = save_state(model, stem, target, "dense")
+    note = (f"the CUDA baseline is half precision: the fp32 model cast to {target.dtype_name} (weights, activations "
+            f"and outputs); other rows on this runtime compare with it")
+    return Realized(path, f"torch CUDA {target.dense_kind} dense (cuBLAS)", 0.0, [note])
+
+
+def _static(config, fp32, ctx, stem, target: Target) -> Realized:
+    from ..methods import Unsupported
+
+    raise Unsupported(f"{config.name} on cuda: torch.ao's static int8 models (FX-converted, fbgemm/qnnpack kernels) "
+                      f"run on CPU engines only; on CUDA use ptq-dynamic (torchao) or rtn/gptq (weight-only)")
+
+
+def _dynamic(config, fp32, ctx, stem, target: Target) -> Realized:
+    from ..methods import Unsupported
+
+    kind = "fp8" if target.dynamic == "fp8" else "int8-dynamic"
+    _require(target, kind)
+    recipe = torchao_recipe(kind, config.per_channel, target)
+    model = _to_target(copy.deepcopy(fp32), target)
+    chosen, kept = _layers_for(model, recipe.multiple)
+    if not chosen:
+        raise Unsupported(f"{kind} on cuda: no nn.Linear layer with in/out features that are multiples of "
+                          f"{recipe.multiple}")
+    start = time.perf_counter()
+    with quiet_torchao():
+        from torchao.quantization import quantize_
+
+        quantize_(model, recipe.config, filter_fn=lambda module, fqn: fqn in chosen)
+    _sync(target.device)
+    seconds = time.perf_counter() - start
+    untouched = [name for name in chosen if not _is_subclass(model.get_submodule(name).weight)]
+    if untouched:
+        raise RuntimeError(f"torchao left {', '.join(untouched[:5])} unquantized")
+    path = save_state(model, stem, target, kind)
+    notes = recipe.notes + ([f"kept {target.dtype_name} ({recipe.why_kept}): {', '.join(kept)}"] if kept else [])
+    details = {"torchao_config": type(recipe.config).__name__, "quantized_layers": len(chosen),
+               "kept_layers": kept} | recipe.details
+    return Realized(path, recipe.kernel, seconds, notes, details)
+
+
+def _lowbit(config, fp32, ctx, stem, target: Target) -> Realized:
+    from ..methods import Unsupported
+
+    kind = "int8-weight-only" if config.bits == 8 else "int4-weight-only"
+    _require(target, kind)
+    quantized, seconds = ctx.quantize(config, fp32)
+    convert = int8_weight_only if config.bits == 8 else tinygemm_weight
+    layouts = {}
+    for name, lw in quantized.packed.items():
+        try:
+            layouts[name] = convert(lw)
+        except NotRepresentable as e:
+            raise Unsupported(f"{config.label()} on cuda ({kind}): layer {name}: {e}") from None
+    path = ctx.runtime.save(quantized, ctx.task, stem)
+    kernel, notes = _lowbit_kernel(config.bits, layouts, target)
+    return Realized(path, kernel, seconds, quantized.notes + notes, dict(quantized.details))
+
+
+def _lowbit_kernel(bits: int, layouts: dict, target: Target) -> tuple[str, list[str]]:
+    if bits == 8:
+        per_channel = {w.per_channel for w in layouts.values()}
+        if per_channel == {True}:
+            kernel = (f"int8 weight-only, per-channel scales: int8 cast to {target.dense_kind} + cuBLAS mm "
+                      f"(torchao Int8WeightOnlyConfig's eager path)")
+        else:
+            kernel = (f"int8 weight-only, grouped or asymmetric grid: weights dequantized to {target.dense_kind} "
+                      f"on every call + cuBLAS mm (torchao's per-group int8 path)")
+        return kernel, ["quantbench's 8-bit codes as int8 (q - 128) with their scales and zero points, as they are"]
+    groups = "/".join(map(str, sorted({w.group_size for w in layouts.values()})))
+    gathered = [name for name, w in layouts.items() if w.perm is not None]
+    kernel = f"tinygemm int4 weight-only (aten._weight_int4pack_mm), bf16 activations, tinygemm groups of {groups}"
+    kernel += ", act-order column gather" if gathered else ""
+    notes = [f"quantbench's {bits}-bit codes and integer zero points z in tinygemm's layout as they are: "
+             f"dequant (q - 8) * s + zero with zero = s * (8 - z); scales and zeros rounded to bf16 "
+             f"(at most ~0.06 of a quantization step)"]
+    if bits < 4:
+        notes.append(f"{bits}-bit codes stored in 4-bit containers (no {bits}-bit CUDA kernel): int4 memory and speed")
+    if gathered:
+        notes.append(f"act-order groups: the input columns of {', '.join(gathered)} are gathered into group order "
+                     f"before the kernel (same integers, permuted along K)")
+    return kernel, notes
+
+
+_REALIZERS = {"fp32": _dense, "ptq-dynamic": _dynamic, "ptq-static": _static, "qat": _static,
+              "rtn": _lowbit, "gptq": _lowbit}
+
+
+# --- torchao configs ----------------------------------------------------------------------------
+
+
+@dataclass
+class TorchaoRecipe:
+    config: object
+    multiple: int
+    kernel: str
+    notes: list[str]
+    why_kept: str
+    details: dict
+
+
+def torchao_recipe(kind: str, per_channel: bool, target: Target) -> TorchaoRecipe:
+    """The torchao config for ``kind`` ('int8-dynamic' or 'fp8'), and how to describe its row."""
+    from ..methods import Unsupported
+
+    with quiet_torchao():
+        from torchao.quantization import PerRow, PerTensor
+
+        if kind == "int8-dynamic":
+            from torchao.quantization import Int8DynamicActivationInt8WeightConfig as cls
+        else:
+            from torchao.quantization import Float8DynamicActivationFloat8WeightConfig as cls
+    names = {f.name for f in fields(cls)}
+    row = per_channel and (kind == "int8-dynamic" or target.dtype == torch.bfloat16)
+    options = {"granularity": PerRow() if row else PerTensor(), "set_inductor_config": False}
+    if "granularity" not in names and not row:
+        raise Unsupported(f"torchao {target.torchao} has no per-tensor option for {cls.__name__}")
+    if kind == "fp8":
+        options["kernel_preference"] = _torch_kernel_preference()
+    config = cls(**{k: v for k, v in options.items() if k in names and v is not None})
+    scales = "per-row" if row else "per-tensor"
+    if kind == "int8-dynamic":
+        small = int_mm_accepts_small_rows(target.device)
+        kernel = f"torchao {target.torchao} int8 dynamic act x int8 weight, {scales} scales " \
+                 f"(torch._int_mm, cuBLAS int8)"
+        if small is False:
+            kernel += f"; batches of < {INT_MM_MIN_ROWS} rows: torchao's fp32 matmul fallback " \
+                      f"(torch._int_mm refuses them)"
+        notes = [f"torchao's own int8 quantizer (symmetric weights in [-128, 127], {scales}; not the torch-cpu row's "
+                 f"integers); activations quantized {'per token' if row else 'per tensor'} at run time"]
+        syncs = _torchao_int_mm_formats_input()
+        if syncs:
+            notes.append("torchao's eager int8 matmul (torchao.kernel.intmm.safe_int_mm) formats its input tensor "
+                         "(input.__repr__()) on every call: a device-to-host synchronization inside the forward, "
+                         "included in eager latency (torch.compile traces it away)")
+        return TorchaoRecipe(config, 8, kernel, notes, "torch._int_mm needs in/out features that are multiples of 8; "
+                             "torchao would multiply them on the CPU",
+                             {"int_mm_small_rows": small, "host_sync_in_forward": syncs})
+    preference = "torch._scaled_mm, cuBLAS fp8" if "kernel_preference" in names else "torchao's default fp8 GEMM"
+    kernel = f"torchao {target.torchao} float8 e4m3 dynamic act x e4m3 weight, {scales} scales ({preference})"
+    notes = [f"torchao float8: weights and activations in e4m3 with {scales} scales computed by torchao"
+             + ("" if row or not per_channel else "; per-tensor because per-row fp8 needs bf16 weights")]
+    return TorchaoRecipe(config, 16, kernel, notes, "fp8 GEMMs need in/out features that are multiples of 16; "
+                         "torchao would leave them unquantized", {})
+
+
+def _torch_kernel_preference():
+    try:
+        from torchao.quantization.quantize_.common import KernelPreference
+    except ImportError:
+        return None
+    return KernelPreference.TORCH
+
+
+def _torchao_int_mm_formats_input() -> bool:
+    """Whether torchao's eager int8 matmul calls ``input.__repr__()`` (seen in torchao 0.18's
+    ``safe_int_mm``), which copies the tensor to the host."""
+    import inspect
+
+    try:
+        with quiet_torchao():
+            from torchao.kernel.intmm import safe_int_mm
+        return "__repr__" in inspect.getsource(safe_int_mm)
+    except (ImportError, OSError, TypeError):
+        return False
+
+
+def int_mm_accepts_small_rows(device: torch.device) -> bool | None:
+    """Whether ``torch._int_mm`` takes a 1-row problem on this GPU (None: not a GPU, or unclear)."""
+    if device.type != "cuda":
+        return None
+    try:
+        torch._int_mm(torch.zeros(1, 32, dtype=torch.int8, device=device),
+                      torch.zeros(32, 32, dtype=torch.int8, device=device))
+    except RuntimeError as e:
+        return False if "greater than 16" in str(e) else None
+    return True
+
+
+def _layers_for(model: nn.Module, multiple: int) -> tuple[set[str], list[str]]:
+    """Linear layers whose in/out features are multiples of ``multiple``, and the names of the others."""
+    chosen, kept = set(), []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            fits = module.in_features % multiple == 0 and module.out_features % multiple == 0
+            (chosen.add(name) if fits else kept.append(name))
+    return chosen, kept
+
+
+@contextlib.contextmanager
+def quiet_torchao():
+    """Importing and applying torchao logs about optional native libraries and torch.compile
+    registrations; none of it is about the user's model."""
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+
+
+# --- artifacts ----------------------------------------------------------------------------------
+
+
+def save_state(model: nn.Module, stem: Path, target: Target, kind: str) -> Path:
+    """The model's tensors as they sit on the GPU (dense or torchao-quantized), one torch.save file."""
+    path = stem.with_suffix(".pth")
+    torch.save({"format": STATE_FORMAT, "kind": kind, "dtype": target.dtype_name, "state": model.state_dict()}, path)
+    return path
+
+
+def load_module(path: Path, task, target: Target) -> nn.Module:
+    """A fresh ``task.build_model()`` holding the artifact's tensors on ``target.device``."""
+    model = task.build_model().eval().requires_grad_(False)
+    if Path(path).suffix == ".safetensors":
+        packed, others = read_lowbit(path)
+        _swap_lowbit_layers(model, packed, others, target)
+        state = others
+    else:
+        with quiet_torchao():
+            saved = torch.load(path, map_location=target.device, weights_only=False)  # our own file
+        if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path} is not a {STATE_FORMAT} artifact")
+        state = saved["state"]
+    place_state(model, state, target)
+    return torch.compile(model) if target.compile else model
+
+
+def read_lowbit(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The quantbench low-bit artifact: {layer: LowBitWeight} and every other tensor of the model."""
+    from safetensors import safe_open
+
+    from ..methods.lowbit.artifact import FORMAT
+    from ..methods.lowbit.packing import from_gptq_tensors
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a {FORMAT} artifact")
+        config = json.loads(meta["quantization_config"])
+        layers = json.loads(meta["layers"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    packed = {}
+    for name, (out_features, in_features) in layers.items():
+        parts = {k: tensors.pop(f"{name}.{k}") for k in _PACKED}
+        packed[name] = from_gptq_tensors(parts, config["bits"], config["group_size"], in_features, out_features,
+                                         config["checkpoint_format"])
+    return packed, tensors
+
+
+def _swap_lowbit_layers(model: nn.Module, packed: dict, others: dict, target: Target) -> None:
+    """Replace each quantized layer by the module that runs its integers on the GPU."""
+    for name, lw in packed.items():
+        layer = model.get_submodule(name)
+        bias = others.pop(f"{name}.bias", None)
+        if (bias is None) != (getattr(layer, "bias", None) is None):
+            raise ValueError(f"artifact and model disagree on the bias of {name}")
+        bias = None if bias is None else bias.to(target.device, target.dtype)
+        if lw.bits == 8:
+            module = Int8WeightOnlyLinear(int8_weight_only(lw), bias, target.device)
+        else:
+            tw = tinygemm_weight(lw)
+            module = TinygemmLinear(tw, bias, target.device)
+            if target.device.type == "cuda":
+                error = check_tinygemm(module, tw)
+                if error > _TINYGEMM_CHECK_TOLERANCE:
+                    raise RuntimeError(f"tinygemm layout check failed for {name}: the kernel's weights differ from "
+                                       f"quantbench's by {error:.3f} of max|W|")
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def place_state(model: nn.Module, state: dict[str, torch.Tensor], target: Target) -> None:
+    """Put the artifact's tensors into ``model`` (built on the CPU) on ``target.device``, in place.
+
+    Floating tensors that are plain tensors are cast to the runtime dtype (torchao's stay as they
+    are); tied parameters stay tied; tensors the artifact does not hold (non-persistent buffers)
+    move as ``model.to(device, dtype)`` would move them; a parameter it lacks is an error."""
+    replaced: dict[int, torch.Tensor] = {}
+    for key, value in state.items():
+        owner, _, attr = key.rpartition(".")
+        module = model.get_submodule(owner)
+        registry = module._parameters if attr in module._parameters else module._buffers
+        if attr not in registry:
+            raise ValueError(f"the artifact holds {key}, which the model does not have")
+        old, registry[attr] = registry[attr], _placed(value, target, registry is module._parameters)
+        if old is not None:
+            replaced[id(old)] = registry[attr]
+    missing = []
+    for owner, module in model.named_modules():
+        for registry in (module._parameters, module._buffers):
+            for attr, tensor in list(registry.items()):
+                if tensor is None or tensor.device == target.device:
+                    continue
+                if id(tensor) in replaced:
+                    registry[attr] = replaced[id(tensor)]
+                elif registry is module._parameters:
+                    missing.append(f"{owner}.{attr}" if owner else attr)
+                else:
+                    registry[attr] = _placed(tensor, target, False)
+    if missing:
+        raise ValueError(f"the artifact lacks parameters of the model: {', '.join(missing[:5])}")
+
+
+def _placed(tensor: torch.Tensor, target: Target, parameter: bool) -> torch.Tensor:
+    tensor = tensor.detach()
+    if tensor.device != target.device:
+        tensor = tensor.to(target.device)
+    if type(tensor) is torch.Tensor and tensor.is_floating_point():
+        tensor = tensor.to(target.dtype)
+    return nn.Parameter(tensor, requires_grad=False) if parameter else tensor
+
+
+def _to_target(model: nn.Module, target: Target) -> nn.Module:
+    return model.to(device=target.device, dtype=target.dtype).eval().requires_grad_(False)
+
+
+def _is_subclass(tensor) -> bool:
+    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+    return is_traceable_wrapper_subclass(tensor)
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+class CudaRunner:
+    """Runs the model on the GPU: ``__call__`` takes host tensors (or a dict of them) and returns
+    the output on the host, floating tensors as float32; ``forward_on_device`` leaves both on the GPU."""
+
+    def __init__(self, module: nn.Module, target: Target):
+        self.module = module
+        self.target = target
+
+    def to_device(self, batch):
+        if isinstance(batch, dict):
+            return {k: self.to_device(v) for k, v in batch.items()}
+        if isinstance(batch, torch.Tensor):
+            batch = batch.to(self.target.device, non_blocking=False)
+            return batch.to(self.target.dtype) if batch.is_floating_point() else batch
+        return batch
+
+    def forward_on_device(self, batch):
+        with torch.inference_mode():
+            return self.module(**batch) if isinstance(batch, dict) else self.module(batch)
+
+    def __call__(self, batch):
+        out = _to_host(self.forward_on_device(self.to_device(batch)))
+        _sync(self.target.device)
+        return out
+
+
+def _to_host(out):
+    if isinstance(out, torch.Tensor):
+        out = out.cpu()
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, dict):  # transformers' ModelOutput is a dict
+        return type(out)(**{k: _to_host(v) for k, v in out.items()})
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_host(v) for v in out)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _free_cached(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
