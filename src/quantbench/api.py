@@ -22,6 +22,7 @@ def compare(spec: CompareSpec) -> Results:
     """Train (or load) the FP32 model, then quantize, save, reload and measure each method."""
     if spec.methods:
         parse_methods(spec.methods)  # fail on a typo before loading anything
+    runtimes = deployment_runtimes(spec.runtime, spec.runtime_options())
     threads = spec.resolved_threads()
     torch.set_num_threads(threads)
     env = capture_env(threads, None)  # before our own work raises the load average
@@ -31,7 +32,7 @@ def compare(spec: CompareSpec) -> Results:
     fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None, spec.progress)
     reference = task.reference(fp32)
     ctx = methods.Context(task=task, runtime=runtime, seed=spec.seed, progress=spec.progress)
-    runs = [(config, rt) for config in configs for rt in deployment_runtimes(spec.runtime, spec.runtime_options())]
+    runs = [(config, rt) for config in configs for rt in runtimes]
     with _artifact_dir(spec.out) as artifacts:
         bar = tqdm(runs, desc="methods", disable=not spec.progress, leave=False, unit="row")
         rows = []
