@@ -22,7 +22,8 @@ from quantbench.methods.lowbit.gptq import accumulate_hessian, gptq_quantize
 from quantbench.methods.lowbit.grid import LowBitWeight, rtn_quantize
 from quantbench.runtimes import TorchCPU, TorchCUDA
 from quantbench.runtimes import cuda as cuda_runtime
-from quantbench.runtimes.cuda import CudaRunner, Target, load_module, place_state, read_lowbit, realize
+from quantbench.methods.lowbit.artifact import read_lowbit
+from quantbench.runtimes.cuda import CudaRunner, Target, load_module, place_state, realize
 from quantbench.runtimes.cuda_kernels import (Int8WeightOnlyLinear, NotRepresentable, TinygemmLinear, check_tinygemm,
                                               int8_weight_only, kernel_unavailable_reason, pack_nibbles,
                                               tensor_bytes, tinygemm_weight)

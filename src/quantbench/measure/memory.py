@@ -1,39 +1,48 @@
 """Peak resident memory to load an artifact and run one batch, measured in a fresh process
-so that nothing else this process allocated is counted."""
+so that nothing else this process allocated is counted. Each runtime supplies the few lines
+that load its artifact and run it (``load_and_run``)."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-_CHILD = r"""
-import json, resource, sys, torch, warnings
+_PROBE = r"""
+import json, resource, sys, warnings
 warnings.simplefilter("ignore")
-path, shape, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-torch.set_num_threads(threads)
-if sys.argv[4] != "none": torch.backends.quantized.engine = sys.argv[4]
-x = torch.randn(*shape)
-torch.zeros(1) + 1
+path, shape, threads, option = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+{imports}
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
-try:  # reset the high-water mark so that importing torch does not count
+try:  # reset the high-water mark so that the imports above do not count
     open("/proc/self/clear_refs", "w").write("5")
     base, peak = status("VmRSS:"), lambda: status("VmHWM:")
 except OSError:
     base, peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None
-m = torch.jit.load(path)
-with torch.inference_mode():
-    m(x)
+{load_and_run}
 top = peak() if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"baseline": base, "peak": top}))
+print(json.dumps({{"baseline": base, "peak": top}}))
 """
 
+TORCHSCRIPT_IMPORTS = """import torch
+torch.set_num_threads(threads)
+if option != "none": torch.backends.quantized.engine = option
+x = torch.randn(*shape)
+torch.zeros(1) + 1"""
 
-def peak_memory_bytes(artifact: Path, input_shape: list[int], threads: int, engine: str | None) -> int:
-    """Peak RSS growth of a fresh process that loads ``artifact`` and runs one batch."""
+TORCHSCRIPT_LOAD_AND_RUN = """m = torch.jit.load(path)
+with torch.inference_mode():
+    m(x)"""
+
+
+def peak_memory_bytes(artifact: Path, input_shape: list[int], threads: int, option: str | None = None,
+                      imports: str = TORCHSCRIPT_IMPORTS, load_and_run: str = TORCHSCRIPT_LOAD_AND_RUN) -> int:
+    """Peak RSS growth of a fresh process that loads ``artifact`` and runs one batch.
+    ``imports`` runs before the baseline is taken (it may define ``x``); ``load_and_run`` after."""
+    code = _PROBE.format(imports=imports, load_and_run=load_and_run)
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(artifact), json.dumps(input_shape), str(threads), engine or "none"],
+        [sys.executable, "-c", code, str(artifact), json.dumps(input_shape), str(threads), option or "none"],
         capture_output=True, text=True, timeout=300,
     )
     if done.returncode != 0:

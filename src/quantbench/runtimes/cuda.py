@@ -34,7 +34,6 @@ import contextlib
 import copy
 import gc
 import importlib.metadata
-import json
 import logging
 import time
 import warnings
@@ -51,7 +50,6 @@ from .cuda_kernels import (DTYPE_KINDS, INSTALL_HINT, INT_MM_MIN_ROWS, Int8Weigh
                            tinygemm_weight)
 
 STATE_FORMAT = "quantbench-cuda-state-v1"
-_PACKED = ("qweight", "qzeros", "scales", "g_idx")
 _TINYGEMM_CHECK_TOLERANCE = 0.02
 LATENCY_NOTE = ("latency on cuda (compare): host tensors in, float32 host tensors out, copies and synchronization "
                 "included; benchmarks/gpu_check.py times the model alone on the GPU")
@@ -412,6 +410,8 @@ def load_module(path: Path, task, target: Target) -> nn.Module:
     """A fresh ``task.build_model()`` holding the artifact's tensors on ``target.device``."""
     model = task.build_model().eval().requires_grad_(False)
     if Path(path).suffix == ".safetensors":
+        from ..methods.lowbit.artifact import read_lowbit
+
         packed, others = read_lowbit(path)
         _swap_lowbit_layers(model, packed, others, target)
         state = others
@@ -423,28 +423,6 @@ def load_module(path: Path, task, target: Target) -> nn.Module:
         state = saved["state"]
     place_state(model, state, target)
     return torch.compile(model) if target.compile else model
-
-
-def read_lowbit(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The quantbench low-bit artifact: {layer: LowBitWeight} and every other tensor of the model."""
-    from safetensors import safe_open
-
-    from ..methods.lowbit.artifact import FORMAT
-    from ..methods.lowbit.packing import from_gptq_tensors
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} artifact")
-        config = json.loads(meta["quantization_config"])
-        layers = json.loads(meta["layers"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    packed = {}
-    for name, (out_features, in_features) in layers.items():
-        parts = {k: tensors.pop(f"{name}.{k}") for k in _PACKED}
-        packed[name] = from_gptq_tensors(parts, config["bits"], config["group_size"], in_features, out_features,
-                                         config["checkpoint_format"])
-    return packed, tensors
 
 
 def _swap_lowbit_layers(model: nn.Module, packed: dict, others: dict, target: Target) -> None:

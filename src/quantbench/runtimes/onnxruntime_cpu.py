@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import json
 import logging
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..measure.memory import peak_memory_bytes
 from .base import RUNTIMES, Realized, Runner
 
 INSTALL_HINT = "pip install 'quantbench[onnx]'"
@@ -98,12 +97,7 @@ class OnnxRuntimeCPU:
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
         shape = list(task.latency_input(batch_size).shape)
-        done = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path), json.dumps(shape), str(threads)],
-                              capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
-            raise RuntimeError(f"memory probe failed: {done.stderr.strip().splitlines()[-1:]}")
-        out = json.loads(done.stdout.strip().splitlines()[-1])
-        return out["peak"] - out["baseline"]
+        return peak_memory_bytes(path, shape, threads, imports=_ORT_IMPORTS, load_and_run=_ORT_LOAD_AND_RUN)
 
 
 # --- one builder per method -------------------------------------------------------------------
@@ -368,24 +362,10 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
-_MEMORY_CHILD = r"""
-import json, resource, sys
-import numpy as np, onnxruntime as ort
-path, shape, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-x = np.random.randn(*shape).astype(np.float32)
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-try:  # reset the high-water mark so that importing onnxruntime does not count
-    open("/proc/self/clear_refs", "w").write("5")
-    base, peak = status("VmRSS:"), lambda: status("VmHWM:")
-except OSError:
-    base, peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None
-options = ort.SessionOptions()
+_ORT_IMPORTS = """import numpy as np, onnxruntime as ort
+x = np.random.randn(*shape).astype(np.float32)"""
+
+_ORT_LOAD_AND_RUN = """options = ort.SessionOptions()
 options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
 session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-session.run(None, {session.get_inputs()[0].name: x})
-top = peak() if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"baseline": base, "peak": top}))
-"""
+session.run(None, {session.get_inputs()[0].name: x})"""

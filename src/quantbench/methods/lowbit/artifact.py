@@ -59,8 +59,8 @@ def save_lowbit(model: nn.Module, packed: dict[str, LowBitWeight], config: dict,
     )
 
 
-def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
-    """Fill ``skeleton`` (same architecture) from the artifact: codes dequantized once."""
+def read_lowbit(path: Path) -> tuple[dict[str, LowBitWeight], dict[str, torch.Tensor]]:
+    """The artifact's quantized layers as LowBitWeights, and every other tensor of the model."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != FORMAT:
@@ -68,14 +68,22 @@ def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
         config = json.loads(meta["quantization_config"])
         layers = json.loads(meta["layers"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    modules = dict(skeleton.named_modules())
+    packed = {}
     for name, (out_features, in_features) in layers.items():
         parts = {k: tensors.pop(f"{name}.{k}") for k in _PACKED}
-        lw = from_gptq_tensors(parts, config["bits"], config["group_size"], in_features, out_features,
-                               config["checkpoint_format"])
+        packed[name] = from_gptq_tensors(parts, config["bits"], config["group_size"], in_features, out_features,
+                                         config["checkpoint_format"])
+    return packed, tensors
+
+
+def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
+    """Fill ``skeleton`` (same architecture) from the artifact: codes dequantized once."""
+    packed, tensors = read_lowbit(path)
+    modules = dict(skeleton.named_modules())
+    for name, lw in packed.items():
         set_weight_out_in(modules[name], lw.dequantize())
     missing, unexpected = skeleton.load_state_dict(tensors, strict=False)
-    expected_missing = {_weight_key(n) for n in layers}
+    expected_missing = {_weight_key(n) for n in packed}
     if unexpected or set(missing) - expected_missing - _tied_keys(skeleton):
         raise ValueError(f"{path} does not match the model: missing {sorted(set(missing) - expected_missing)[:5]}, "
                          f"unexpected {unexpected[:5]}")
