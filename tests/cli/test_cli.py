@@ -109,3 +109,11 @@ def test_a_failing_method_is_recorded_and_the_rest_continue(tmp_path, cache_dir)
     assert status == {"fp32": "ok", "ptq-static": "failed", "ptq-dynamic": "ok"}
     failed = results.rows[1]
     assert failed.error and "Trace" in failed.error or "symbolic" in failed.error.lower()
+
+
+@pytest.mark.parametrize("command", [[], ["compare"], ["sweep"], ["report"]])
+def test_help_prints_for_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: quantbench" in capsys.readouterr().out

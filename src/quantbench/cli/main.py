@@ -15,11 +15,13 @@ its confidence interval, agreement with fp32, bytes on disk, latency on the int8
 really run, peak memory and quantization cost. Every number is measured on the saved artifact."""
 
 EXAMPLES = """examples:
-  quantbench compare                                  # digits MLP: fp32, ptq-dynamic, ptq-static, qat
+  quantbench compare                                  # digits MLP: fp32, int8 PTQ/QAT, 4-bit RTN/GPTQ
   quantbench compare --hidden 2048,2048 --out runs/wide
   quantbench compare --task cnn --methods fp32,ptq-static:observer=minmax,qat
   quantbench compare --data my.csv --target label
   quantbench compare --task examples/custom_task.py:build
+  quantbench compare --task minilm                    # pretrained MiniLM: RTN vs GPTQ at 8/4/3 bits
+  quantbench compare --runtime all                    # torch-cpu and onnxruntime rows side by side
   quantbench methods                                  # every method and its options
 """
 

@@ -12,13 +12,14 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         default = f.default
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        suffix = "" if default is None or "default" in help_text else f" (default: {shown})"
         parser.add_argument(flag, type=_parser_for(f.name, kind), default=default, metavar=f.metadata.get("metavar"),
-                            help=f"{help_text} (default: {shown})")
+                            help=help_text + suffix)
 
 
 def spec_from_args(cls, args: argparse.Namespace):
