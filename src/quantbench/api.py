@@ -25,7 +25,7 @@ def compare(spec: CompareSpec) -> Results:
     runtimes = deployment_runtimes(spec.runtime, spec.runtime_options())
     threads = spec.resolved_threads()
     torch.set_num_threads(threads)
-    env = capture_env(threads, None)  # before our own work raises the load average
+    env = capture_env(threads)  # before our own work raises the load average
     runtime = TorchCPU()
     task = build_task(spec.task, **spec.task_options())
     configs = parse_methods(spec.methods or task.default_methods)

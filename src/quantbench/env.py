@@ -13,7 +13,7 @@ _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", 
 _PACKAGES = ("torch", "numpy", "scikit-learn", "onnxruntime", "torchao", "transformers", "quantbench")
 
 
-def capture_env(threads: int, engine: str | None) -> dict:
+def capture_env(threads: int) -> dict:
     return {
         "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
@@ -25,7 +25,6 @@ def capture_env(threads: int, engine: str | None) -> dict:
         "threads": threads,
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "int8_engine": engine,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "versions": {p: _version(p) for p in _PACKAGES},
         "git_sha": git_sha(),

@@ -7,7 +7,7 @@ from torch import nn
 
 from .config import MethodConfig
 from .measure.latency import measure_latency
-from .measure.size import artifact_bytes, bits_per_parameter, count_weights
+from .measure.size import artifact_bytes, bits_per_parameter, count_parameters
 from .methods import Context, Unsupported
 from .results import Row
 from .spec import CompareSpec
@@ -52,7 +52,7 @@ def _fill_quality(row: Row, quality) -> None:
 
 def _fill_size(row: Row, path: Path, fp32: nn.Module) -> None:
     row.size_bytes = artifact_bytes(path)
-    row.n_params, _ = count_weights(fp32)
+    row.n_params = count_parameters(fp32)
     row.bits_per_param = bits_per_parameter(row.size_bytes, row.n_params)
 
 

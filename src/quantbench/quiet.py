@@ -16,6 +16,7 @@ _SILENCED = (
     r"`torch.jit.*` is deprecated",
     r"Converting a tensor to a Python",
     r".*quantized.*deprecated",
+    r"TypedStorage is deprecated",
 )
 
 

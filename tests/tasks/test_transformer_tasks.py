@@ -45,7 +45,7 @@ def test_minilm_gptq_keeps_embeddings_closer_than_rtn(cache_dir):
 
 def test_lm_perplexity_rows_for_a_tiny_llama(tiny_llama_dir, cache_dir):
     results = run(cache_dir, task="lm", model=tiny_llama_dir, seq_len=32, eval_samples=8,
-                  methods="fp32,rtn:bits=8,gptq:bits=4,calib_samples=8,group_size=32,ptq-static")
+                  methods="fp32,rtn:bits=8,gptq:bits=4,calib_samples=8,group_size=32,ptq-static,ptq-dynamic")
     rows = {r.method: r for r in results.rows}
     fp32, rtn8 = rows["fp32"], rows["rtn:bits=8"]
     assert fp32.status == "ok" and fp32.metric == "perplexity" and not fp32.higher_is_better
@@ -53,6 +53,7 @@ def test_lm_perplexity_rows_for_a_tiny_llama(tiny_llama_dir, cache_dir):
     assert abs(rtn8.quality / fp32.quality - 1) < 0.01 and rtn8.agreement > 0.95
     assert rows["gptq:group_size=32,calib_samples=8"].status == "ok"
     assert rows["ptq-static"].status == "unsupported"
+    assert rows["ptq-dynamic"].status == "ok", rows["ptq-dynamic"].error
 
 
 def test_lm_task_errors(tiny_llama_dir, tmp_path):

@@ -3,18 +3,14 @@ from pathlib import Path
 
 from torch import nn
 
-_WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
 
 def artifact_bytes(path: Path) -> int:
     return Path(path).stat().st_size
 
 
-def count_weights(fp32: nn.Module) -> tuple[int, int]:
-    """(all parameters, weights of linear/conv layers) of the FP32 model."""
-    total = sum(p.numel() for p in fp32.parameters())
-    weights = sum(m.weight.numel() for m in fp32.modules() if isinstance(m, _WEIGHT_LAYERS))
-    return total, weights
+def count_parameters(fp32: nn.Module) -> int:
+    """Parameters of the FP32 model (what bits per parameter divides by)."""
+    return sum(p.numel() for p in fp32.parameters())
 
 
 def bits_per_parameter(size_bytes: int, n_params: int) -> float:

@@ -59,4 +59,4 @@ def _md_latency(lat) -> str:
 def _md_env(env: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
     return (f"Environment: {env['cpu']} ({', '.join(env['cpu_flags']) or 'no SIMD flags found'}), "
-            f"{env['threads']} threads, int8 engine {env['int8_engine']}, {versions}, git {env['git_sha']}.")
+            f"{env['threads']} threads, int8 engine {env.get('int8_engine')}, {versions}, git {env['git_sha']}.")

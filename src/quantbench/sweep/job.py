@@ -24,7 +24,7 @@ def execute_run(run: Run, sweep: str, executor: str, threads: int | None = None)
         outcome = {"status": row.status, "error": row.error, "traceback": row.details.get("traceback"),
                    "row": dataclasses.asdict(row)}
     except Exception as e:  # a failed run is data: record it, the sweep goes on
-        env, task_info = capture_env(spec.resolved_threads(), None), None
+        env, task_info = capture_env(spec.resolved_threads()), None
         outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}",
                    "traceback": traceback.format_exc(limit=8), "row": None}
     return {**base_record(run, sweep, executor), **outcome, "env": env, "task_info": task_info,

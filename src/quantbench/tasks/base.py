@@ -32,6 +32,7 @@ class Splits:
 
 
 CLASSIFICATION_METHODS = "fp32,ptq-dynamic,ptq-static,qat,rtn,gptq"
+PRETRAINED_METHODS = "fp32,ptq-dynamic,rtn:bits=8,gptq:bits=8,rtn,gptq,rtn:bits=3,gptq:bits=3"
 
 
 @dataclass
@@ -100,9 +101,7 @@ class Task(TaskBase):
 
     def latency_input(self, batch_size: int) -> torch.Tensor:
         """A batch of real test inputs (the test set repeated if it is smaller)."""
-        x = self.splits.x_test
-        reps = -(-batch_size // len(x))
-        return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()
+        return repeat_to(self.splits.x_test, batch_size).contiguous()
 
     def reference(self, model: nn.Module) -> torch.Tensor:
         with torch.no_grad():
@@ -113,6 +112,27 @@ class Task(TaskBase):
         correct, n = int((pred == self.splits.y_test).sum()), len(self.splits.y_test)
         return Quality("accuracy", correct / n, list(wilson_interval(correct, n)), True, n,
                        agreement(pred, reference), accuracy=correct / n)
+
+
+@dataclass(kw_only=True)
+class PretrainedTask(TaskBase):
+    """A task around a pretrained Hugging Face model: no training, inputs are dicts of tensors."""
+
+    name: str
+    description: str
+    build_model: Callable[[], nn.Module]
+    pretrained: nn.Module
+    notes: list[str] = field(default_factory=list)
+    default_methods: str = PRETRAINED_METHODS
+    traceable = False
+
+
+def repeat_to(items, size: int):
+    """The first ``size`` items of ``items`` repeated (a tensor along dim 0, or a list)."""
+    reps = -(-size // len(items))
+    if isinstance(items, torch.Tensor):
+        return items.repeat(reps, *([1] * (items.dim() - 1)))[:size]
+    return (items * reps)[:size]
 
 
 TASKS: Registry[Callable[..., Task]] = Registry("task")

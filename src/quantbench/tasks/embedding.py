@@ -2,36 +2,24 @@
 and whether nearest-neighbour retrieval still finds the same sentences."""
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import TASKS, Quality, TaskBase
+from .base import TASKS, PretrainedTask, Quality, repeat_to
 from .hf import load_tokenizer, minilm_path, model_builder
 from .text_corpus import stdlib_sentences
 
-MINILM_METHODS = "fp32,ptq-dynamic,rtn:bits=8,gptq:bits=8,rtn,gptq,rtn:bits=3,gptq:bits=3"
-
-
-@dataclass
-class EmbeddingTask(TaskBase):
-    name: str
-    description: str
-    build_model: Callable[[], nn.Module]
+@dataclass(kw_only=True)
+class EmbeddingTask(PretrainedTask):
     tokenizer: object
     calib_sentences: list[str]
     eval_sentences: list[str]
     max_length: int = 128
     batch_size: int = 64
-    notes: list[str] = field(default_factory=list)
-    pretrained: nn.Module | None = None
-    model_key: dict = field(default_factory=dict)
-    default_methods: str = MINILM_METHODS
-    traceable = False
 
     @property
     def example_input(self) -> dict:
@@ -42,8 +30,7 @@ class EmbeddingTask(TaskBase):
         return [self._tokenize(chosen[i:i + batch_size]) for i in range(0, len(chosen), batch_size)]
 
     def latency_input(self, batch_size: int) -> dict:
-        reps = -(-batch_size // len(self.eval_sentences))
-        return self._tokenize((self.eval_sentences * reps)[:batch_size])
+        return self._tokenize(repeat_to(self.eval_sentences, batch_size))
 
     def reference(self, model: nn.Module) -> torch.Tensor:
         with torch.inference_mode():
@@ -112,7 +99,7 @@ def embedding_task(model: str, corpus: str = "stdlib-docs", seed: int = 0, calib
         name=name, description=f"{Path(model).name if Path(model).exists() else model} embeddings on {corpus} "
                                f"({len(evaluation)} eval / {len(calib)} calibration sentences)",
         build_model=build, tokenizer=load_tokenizer(model), calib_sentences=calib, eval_sentences=evaluation,
-        pretrained=build(), model_key={"task": name, "model": model})
+        pretrained=build())
 
 
 @TASKS.register("embedding")

@@ -3,35 +3,23 @@ the evaluation text is tokenized once and cut into non-overlapping segments of t
 context length; perplexity = exp(total next-token NLL / tokens). Calibration segments are
 random windows from a disjoint part of the corpus."""
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import TASKS, Quality, TaskBase
+from .base import TASKS, PretrainedTask, Quality, repeat_to
 from .hf import load_tokenizer, model_builder
 from .text_corpus import read_text
 
-LM_METHODS = "fp32,rtn:bits=8,gptq:bits=8,rtn,gptq,rtn:bits=3,gptq:bits=3"
-
-
-@dataclass
-class LMTask(TaskBase):
-    name: str
-    description: str
-    build_model: Callable[[], nn.Module]
+@dataclass(kw_only=True)
+class LMTask(PretrainedTask):
     eval_segments: torch.Tensor
     calib_segments: torch.Tensor
     latency_tokens: int = 128
     seed: int = 0
-    notes: list[str] = field(default_factory=list)
-    pretrained: nn.Module | None = None
-    model_key: dict = field(default_factory=dict)
-    default_methods: str = LM_METHODS
-    traceable = False
 
     @property
     def example_input(self) -> dict:
@@ -43,9 +31,7 @@ class LMTask(TaskBase):
 
     def latency_input(self, batch_size: int) -> dict:
         """A prefill of ``latency_tokens`` tokens per sequence, ``batch_size`` sequences."""
-        segs = self.eval_segments[:, : self.latency_tokens]
-        reps = -(-batch_size // len(segs))
-        return {"input_ids": segs.repeat(reps, 1)[:batch_size]}
+        return {"input_ids": repeat_to(self.eval_segments[:, : self.latency_tokens], batch_size)}
 
     def reference(self, model: nn.Module) -> torch.Tensor:
         with torch.inference_mode():
@@ -107,5 +93,4 @@ def lm_task(model: str | None = None, corpus: str = "stdlib-docs", seq_len: int 
         name="lm", description=f"{Path(model).name or model} perplexity on {corpus} "
                                f"({len(eval_segs)} x {length} tokens; calibration from the other half)",
         build_model=build, eval_segments=eval_segs, seed=seed,
-        calib_segments=random_windows(calib_part, length, calib_max, seed), pretrained=fp32,
-        model_key={"task": "lm", "model": model})
+        calib_segments=random_windows(calib_part, length, calib_max, seed), pretrained=fp32)

@@ -22,9 +22,8 @@ TRAIN_RECIPE = {"version": 1, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1
 class TrainInfo:
     seconds: float
     epochs: int
-    cached: bool
+    source: str  # "trained", "cache (<path>)" or "pretrained"
     val_accuracy: float | None = None
-    source: str = "trained"  # trained | cache | pretrained
 
 
 def default_cache_dir() -> Path:
@@ -34,14 +33,13 @@ def default_cache_dir() -> Path:
 def trained_fp32(task: Task, seed: int, cache_dir: Path | None = None, progress: bool = True):
     """The task's FP32 model, trained once per (task, data, recipe, seed) and then loaded from cache."""
     if task.pretrained is not None:
-        return task.pretrained.eval(), TrainInfo(0.0, 0, cached=True, source="pretrained")
+        return task.pretrained.eval(), TrainInfo(0.0, 0, "pretrained")
     path = (cache_dir or default_cache_dir()) / f"{task.name.replace(':', '_')}-{_cache_key(task, seed)}.pt"
+    torch.manual_seed(seed)
     model = task.build_model()
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval(), TrainInfo(0.0, 0, cached=True, source=f"cache ({path})")
-    torch.manual_seed(seed)
-    model = task.build_model()
+        return model.eval(), TrainInfo(0.0, 0, f"cache ({path})")
     start = time.perf_counter()
     epochs, val_acc = fit(model, task.splits, lr=TRAIN_RECIPE["lr"], max_epochs=TRAIN_RECIPE["max_epochs"],
                           patience=TRAIN_RECIPE["patience"], seed=seed, desc="train fp32", progress=progress)
@@ -50,7 +48,7 @@ def trained_fp32(task: Task, seed: int, cache_dir: Path | None = None, progress:
     partial = path.with_suffix(f".{os.getpid()}.tmp")  # parallel jobs may train the same model
     torch.save(model.state_dict(), partial)
     os.replace(partial, path)
-    return model.eval(), TrainInfo(seconds, epochs, cached=False, val_accuracy=val_acc)
+    return model.eval(), TrainInfo(seconds, epochs, "trained", val_accuracy=val_acc)
 
 
 def fit(model: nn.Module, splits: Splits, lr: float, max_epochs: int, patience: int, seed: int,
