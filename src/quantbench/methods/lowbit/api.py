@@ -8,7 +8,7 @@ from torch import nn
 
 from ...config import MethodConfig, option, register_method
 from ...errors import UserError
-from ..base import Context, Quantized, quantizes
+from ..base import Context, Quantized, Unsupported, quantizes
 from .artifact import lowbit_fingerprint
 from .driver import quantize_model
 from .gptq import gptq_quantize
@@ -83,7 +83,7 @@ def _fp16_scales(lw: LowBitWeight) -> LowBitWeight:
 def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Quantized:
     selection = find_quantizable_layers(model, skip=config.skip_patterns())
     if not selection.layers:
-        raise UserError(f"{config.name}: no nn.Linear/Conv1D layer to quantize (skipped: "
+        raise Unsupported(f"{config.name}: no nn.Linear/Conv1D layer to quantize (skipped: "
                         f"{', '.join(n for n, _ in selection.skipped) or 'none'})")
     is_gptq = isinstance(config, GPTQConfig)
     calib = ctx.task.calibration_inputs(config.calib_samples) if is_gptq else []
