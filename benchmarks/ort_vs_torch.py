@@ -1,6 +1,7 @@
 """ONNX Runtime vs torch on CPU, through quantbench's own artifacts and timing (save, load, time):
-torch fp32, torch fbgemm int8 dynamic, ORT fp32, ORT int8 dynamic, ORT MatMulNBits 4-bit (RTN g128,
-the same integers as quantbench's rtn row) at accuracy_level 0 and 4, on an MLP
+torch fp32, torch fbgemm int8 dynamic, torch's CPU weight-only kernels (int4 tinygemm on RTN g128
+codes, int8 weight-only on per-row RTN 8-bit codes), ORT fp32, ORT int8 dynamic, ORT MatMulNBits
+4-bit (the same RTN g128 integers as the torch int4 row) at accuracy_level 0 and 4, on an MLP
 64 -> W -> W -> 10 (W = 2048 by default) at batch 1 and 32.
 
     python benchmarks/ort_vs_torch.py [--threads 2] [--width 2048] [--batches 1,32]
@@ -23,6 +24,8 @@ from quantbench.tasks.tabular import mlp
 
 ROWS = [("torch fp32", TorchCPU, {}, "fp32"),
         ("torch fbgemm int8 dynamic", TorchCPU, {}, "ptq-dynamic"),
+        ("torch int4 tinygemm g128", TorchCPU, {}, "rtn:group_size=128"),
+        ("torch int8 weight-only per-row", TorchCPU, {}, "rtn:bits=8,group_size=-1"),
         ("ORT fp32", OnnxRuntimeCPU, {}, "fp32"),
         ("ORT int8 dynamic", OnnxRuntimeCPU, {}, "ptq-dynamic"),
         ("ORT MatMulNBits int4 g128, acc.level 0", OnnxRuntimeCPU, {"accuracy_level": 0}, "rtn:group_size=128"),

@@ -18,18 +18,17 @@ from quantbench.cli.main import main
 from quantbench.config import parse_methods
 from quantbench.errors import UserError
 from quantbench.methods import Context, Unsupported
-from quantbench.methods.lowbit.gptq import accumulate_hessian, gptq_quantize
-from quantbench.methods.lowbit.grid import LowBitWeight, rtn_quantize
 from quantbench.runtimes import TorchCPU, TorchCUDA
 from quantbench.runtimes import cuda as cuda_runtime
 from quantbench.methods.lowbit.artifact import read_lowbit
 from quantbench.runtimes.cuda import CudaRunner, Target, load_module, place_state, realize
-from quantbench.runtimes.cuda_kernels import (Int8WeightOnlyLinear, NotRepresentable, TinygemmLinear, check_tinygemm,
-                                              int8_weight_only, kernel_unavailable_reason, pack_nibbles,
-                                              tensor_bytes, tinygemm_weight)
+from quantbench.runtimes.cuda_kernels import kernel_unavailable_reason, tensor_bytes
+from quantbench.runtimes.weight_only import TinygemmLinear, check_tinygemm, tinygemm_weight
 from quantbench.spec import CompareSpec
 from quantbench.tasks import build_task
 from quantbench.tasks.train import trained_fp32
+
+from .test_weight_only import _fp16_scales, _grids
 
 HAS_GPU = torch.cuda.is_available() and torch.version.cuda is not None
 cuda = pytest.mark.cuda
@@ -80,105 +79,6 @@ def test_no_gpu_fp16_int4_and_unknown_kinds():
     assert "computes in bf16 only" in kernel_unavailable_reason("int4-weight-only", H100, None, dtype="float16")
     with pytest.raises(ValueError, match="unknown CUDA kernel kind"):
         kernel_unavailable_reason("int3", H100, None)
-
-
-# --- quantbench's integers in tinygemm's layout ----------------------------------------------------
-
-
-def _fp16_scales(lw: LowBitWeight) -> LowBitWeight:
-    return replace(lw, scales=lw.scales.half().float())
-
-
-def _grids():
-    torch.manual_seed(0)
-    w = torch.randn(24, 256)
-    h, _ = accumulate_hessian(None, 0, torch.randn(512, 256))
-    act_order, _ = gptq_quantize(w, h, 4, 64, False, True, False, 0.01, 128)
-    return {"asym g128": rtn_quantize(w, 4, 128), "sym g64": rtn_quantize(w, 4, 64, sym=True),
-            "per row": rtn_quantize(w, 4, -1), "3-bit g32": rtn_quantize(w, 3, 32),
-            "g512 over K 256": rtn_quantize(w, 4, 512), "gptq act-order g64": act_order}
-
-
-def _tinygemm_formula(tw, n: int) -> torch.Tensor:
-    """tinygemm's dequant in plain torch: (u - 8) * scale + zero, per group of K, columns un-permuted."""
-    k = tw.codes.shape[1]
-    pairs = tw.scales_and_zeros.float()  # [K / group, N16, 2]
-    group = torch.arange(k) // tw.group_size
-    w = (tw.codes.float() - 8) * pairs[group, :, 0].T + pairs[group, :, 1].T
-    w = w[:n]
-    if tw.perm is not None:
-        w = w[:, torch.argsort(tw.perm)]
-    return w
-
-
-@pytest.mark.parametrize("name", list(_grids()))
-def test_tinygemm_operands_dequantize_to_quantbench_weights_up_to_bf16_rounding(name):
-    lw = _fp16_scales(_grids()[name])
-    tw = tinygemm_weight(lw)
-    n, k = lw.q.shape
-    assert tw.codes.dtype == torch.uint8 and tw.codes.shape == (32, k) and not tw.codes[n:].any()
-    assert tw.scales_and_zeros.dtype == torch.bfloat16 and tw.scales_and_zeros.shape == (k // tw.group_size, 32, 2)
-    assert torch.equal(tw.codes[:n], lw.q if tw.perm is None else lw.q[:, tw.perm])  # the codes, unchanged
-    step = lw.scales.float()[:, lw.g_idx.long()]
-    error = (_tinygemm_formula(tw, n) - lw.dequantize()).abs()
-    assert torch.all(error <= 0.07 * step + 1e-7), float((error / step).max())
-
-
-def test_zero_point_sign_convention_on_a_hand_example():
-    q = torch.tensor([[5, 0, 15, 8] * 8], dtype=torch.uint8)  # one row, K = 32
-    lw = LowBitWeight(q, torch.tensor([[0.5]]), torch.tensor([[3.0]]), torch.zeros(32, dtype=torch.int32), 4, -1)
-    tw = tinygemm_weight(lw)
-    assert tw.scales_and_zeros[0, 0].tolist() == [0.5, 2.5]  # zero = s * (8 - z)
-    assert _tinygemm_formula(tw, 1)[0, :4].tolist() == [1.0, -1.5, 6.0, 2.5] == lw.dequantize()[0, :4].tolist()
-
-
-def test_act_order_groups_become_contiguous_by_a_column_permutation():
-    lw = _fp16_scales(_grids()["gptq act-order g64"])
-    tw = tinygemm_weight(lw)
-    assert tw.perm is not None and sorted(tw.perm.tolist()) == list(range(256))
-    assert torch.equal(lw.g_idx.long()[tw.perm], torch.arange(256) // 64)
-
-
-@pytest.mark.parametrize("grid, message", [(rtn_quantize(torch.randn(8, 96), 4, 48), "must divide both"),
-                                           (rtn_quantize(torch.randn(8, 96), 8, 32), "4-bit codes"),
-                                           (rtn_quantize(torch.randn(8, 80), 4, -1), "must divide both")])
-def test_grids_tinygemm_cannot_hold_say_why(grid, message):
-    with pytest.raises(NotRepresentable, match=message):
-        tinygemm_weight(grid)
-
-
-def test_nibbles_hold_even_columns_high_and_odd_columns_low():
-    codes = torch.tensor([[1, 2, 3, 4], [15, 0, 0, 15]], dtype=torch.uint8)
-    assert pack_nibbles(codes).tolist() == [[0x12, 0x34], [0xF0, 0x0F]]
-
-
-@pytest.mark.parametrize("name", list(_grids()))
-def test_torch_cpu_tinygemm_kernel_runs_quantbench_integers(name):
-    """torch's CPU build of the int4 kernel reads the same scales_and_zeros as the CUDA one."""
-    lw = _fp16_scales(_grids()[name])
-    tw = tinygemm_weight(lw)
-    bias = torch.randn(24)
-    layer = TinygemmLinear(tw, bias, torch.device("cpu"))
-    assert check_tinygemm(layer, tw) < 0.02
-    x = torch.randn(2, 3, 256)
-    expected = x @ lw.dequantize().T + bias
-    got = layer(x.bfloat16()).float()
-    assert got.shape == (2, 3, 24)
-    assert (got - expected).abs().max() <= 0.03 * expected.abs().max()
-
-
-@pytest.mark.parametrize("sym, group_size, per_channel", [(True, -1, True), (False, -1, False), (True, 64, False)])
-def test_int8_weight_only_runs_the_8bit_integers(sym, group_size, per_channel):
-    torch.manual_seed(0)
-    lw = _fp16_scales(rtn_quantize(torch.randn(16, 128), 8, group_size, sym=sym))
-    w = int8_weight_only(lw)
-    assert w.per_channel is per_channel and w.codes.dtype == torch.int8
-    assert torch.equal(w.codes.to(torch.int16) + 128, lw.q.to(torch.int16))
-    layer = Int8WeightOnlyLinear(w, None, torch.device("cpu"))
-    x = torch.randn(4, 128)
-    assert torch.allclose(layer(x), x @ lw.dequantize().T, atol=1e-4, rtol=1e-4)
-    with pytest.raises(NotRepresentable, match="8-bit codes"):
-        int8_weight_only(rtn_quantize(torch.randn(16, 128), 4, 64))
 
 
 def test_tensor_bytes_counts_inner_tensors_of_subclasses():
@@ -248,8 +148,8 @@ def realize_and_load(spec, mlp, tmp_path, target=None):
     ("rtn", "tinygemm int4 weight-only (aten._weight_int4pack_mm)"),
     ("gptq:group_size=32,act_order=true", "act-order column gather"),
     ("rtn:bits=3,group_size=64", "tinygemm int4"),
-    ("rtn:bits=8,sym=true,group_size=-1", "int8 weight-only, per-channel scales"),
-    ("gptq:bits=8", "int8 weight-only, grouped or asymmetric grid"),
+    ("rtn:bits=8,sym=true,group_size=-1", "int8 weight-only, per-row scales"),
+    ("gptq:bits=8", "int8 weight-only, grouped"),
 ])
 def test_artifacts_load_and_agree_with_fp32(spec, kernel, mlp, tmp_path):
     task, model = mlp

@@ -17,10 +17,10 @@ and the low-bit CUDA kernels of torch and torchao. What each method means here:
   2/3/4-bit codes run in torch's int4 "tinygemm" kernel (``aten._weight_int4pack_mm``, the kernel
   of torchao's tensor-core-tiled int4 layout; sm80+, bf16): a tinygemm group size (32..256) must
   divide quantbench's group size and K; act-order GPTQ gets a column gather before the kernel.
-  8-bit codes run as int8 weight-only: per-channel symmetric grids
-  (``sym=true,group_size=-1``) as int8 cast + cuBLAS with the scale on the output (torchao
+  8-bit codes run as int8 weight-only: per-row grids
+  (``group_size=-1``) as int8 cast + cuBLAS with the scale (and zero-point term) on the output (torchao
   ``Int8WeightOnlyConfig``'s eager path), other grids dequantized on every call (its per-group
-  path). See ``cuda_kernels.py`` for the layouts and the zero-point conversion.
+  path). See ``weight_only.py`` for the layouts and the zero-point conversion.
 
 Every model is rebuilt from its artifact at load (``task.build_model()``, then the artifact's
 tensors placed on the GPU) and runs eagerly (``compile=True``: ``torch.compile`` for every row).
@@ -45,9 +45,9 @@ from torch import nn
 
 from ..errors import UserError
 from .base import RUNTIMES, Realized, Runner
-from .cuda_kernels import (DTYPE_KINDS, INSTALL_HINT, INT_MM_MIN_ROWS, Int8WeightOnlyLinear, NotRepresentable,
-                           TinygemmLinear, check_tinygemm, int8_weight_only, kernel_unavailable_reason, sm,
-                           tinygemm_weight)
+from .cuda_kernels import DTYPE_KINDS, INSTALL_HINT, INT_MM_MIN_ROWS, kernel_unavailable_reason, sm
+from .weight_only import (NotRepresentable, TinygemmLinear, check_tinygemm, int8_weight_only, tinygemm_weight,
+                          weight_only_module)
 
 STATE_FORMAT = "quantbench-cuda-state-v1"
 _TINYGEMM_CHECK_TOLERANCE = 0.02
@@ -253,10 +253,10 @@ def _lowbit_kernel(bits: int, layouts: dict, target: Target) -> tuple[str, list[
     if bits == 8:
         per_channel = {w.per_channel for w in layouts.values()}
         if per_channel == {True}:
-            kernel = (f"int8 weight-only, per-channel scales: int8 cast to {target.dense_kind} + cuBLAS mm "
-                      f"(torchao Int8WeightOnlyConfig's eager path)")
+            kernel = (f"int8 weight-only, per-row scales: int8 cast to {target.dense_kind} + cuBLAS mm "
+                      f"(torchao Int8WeightOnlyConfig's eager path; asymmetric grids add a zero-point term)")
         else:
-            kernel = (f"int8 weight-only, grouped or asymmetric grid: weights dequantized to {target.dense_kind} "
+            kernel = (f"int8 weight-only, grouped grid: weights dequantized to {target.dense_kind} "
                       f"on every call + cuBLAS mm (torchao's per-group int8 path)")
         return kernel, ["quantbench's 8-bit codes as int8 (q - 128) with their scales and zero points, as they are"]
     groups = "/".join(map(str, sorted({w.group_size for w in layouts.values()})))
@@ -433,16 +433,12 @@ def _swap_lowbit_layers(model: nn.Module, packed: dict, others: dict, target: Ta
         if (bias is None) != (getattr(layer, "bias", None) is None):
             raise ValueError(f"artifact and model disagree on the bias of {name}")
         bias = None if bias is None else bias.to(target.device, target.dtype)
-        if lw.bits == 8:
-            module = Int8WeightOnlyLinear(int8_weight_only(lw), bias, target.device)
-        else:
-            tw = tinygemm_weight(lw)
-            module = TinygemmLinear(tw, bias, target.device)
-            if target.device.type == "cuda":
-                error = check_tinygemm(module, tw)
-                if error > _TINYGEMM_CHECK_TOLERANCE:
-                    raise RuntimeError(f"tinygemm layout check failed for {name}: the kernel's weights differ from "
-                                       f"quantbench's by {error:.3f} of max|W|")
+        module = weight_only_module(lw, bias, target.device)
+        if isinstance(module, TinygemmLinear) and target.device.type == "cuda":
+            error = check_tinygemm(module, tinygemm_weight(lw))
+            if error > _TINYGEMM_CHECK_TOLERANCE:
+                raise RuntimeError(f"tinygemm layout check failed for {name}: the kernel's weights differ from "
+                                   f"quantbench's by {error:.3f} of max|W|")
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, module)
 

@@ -4,8 +4,12 @@
   whose int8 ops run on torch's quantized engines ('x86' = fbgemm/oneDNN on x86-64,
   'qnnpack' on ARM; on our AVX2 machines fbgemm's int8 linear is 3-6x faster than fp32 while
   torchao's int8 CPU path is slower, see docs/kernels.md);
-- safetensors (``.safetensors``) for low-bit weight-only models (packed codes, dequantized
-  once at load) and for fp32 models of tasks that cannot be traced (transformers);
+- safetensors (``.safetensors``) for low-bit weight-only models (packed codes) and for fp32
+  models of tasks that cannot be traced (transformers). At load the quantized layers become
+  torch's CPU weight-only kernels fed with the same integers (int4 tinygemm
+  ``aten._weight_int4pack_mm_for_cpu`` for 2/3/4-bit codes, ``aten._weight_int8pack_mm`` for
+  8-bit per-row grids; bf16 activations), see ``weight_only.py``; layers neither takes keep their
+  weights dequantized once at load, and the row says so;
 - a pickled module (``.pth``, torch.save) for torch int8 models of tasks that cannot be
   traced: the quantized modules and their packed int8 weights, loaded with torch.load.
 After loading, traceable models are frozen TorchScript in memory too, so fp32 and
@@ -21,6 +25,7 @@ from torch import nn
 from ..measure.memory import peak_memory_bytes
 from ..quiet import quiet_torch_quantization
 from .base import RUNTIMES, Realized, Runner
+from .weight_only import cpu_kernel_summary, use_weight_only_kernels
 
 _PREFERENCE = {"x86_64": ("x86", "fbgemm"), "amd64": ("x86", "fbgemm"),
                "aarch64": ("qnnpack",), "arm64": ("qnnpack",)}
@@ -59,7 +64,11 @@ class TorchCPU:
     def realize(self, config, fp32: nn.Module, ctx, stem: Path) -> Realized:
         quantized, seconds = ctx.quantize(config, fp32)
         path = self.save(quantized, ctx.task, stem)
-        return Realized(path, quantized.kernel, seconds, quantized.notes, quantized.details)
+        kernel, notes = quantized.kernel, list(quantized.notes)
+        if quantized.packed:
+            kernel, more = cpu_kernel_summary(quantized.packed)
+            notes += more
+        return Realized(path, kernel, seconds, notes, quantized.details)
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
         if path.suffix != ".pt":
@@ -85,9 +94,11 @@ class TorchCPU:
     def load(self, path: Path, task) -> Runner:
         self.activate()
         if path.suffix == ".safetensors":
-            from ..methods.lowbit.artifact import load_lowbit
+            from ..methods.lowbit.artifact import fill_lowbit, read_lowbit
 
-            module = load_lowbit(path, task.build_model())
+            packed, others = read_lowbit(path)
+            module = fill_lowbit(task.build_model(), packed, others, path)
+            use_weight_only_kernels(module, packed)
             return _Runner(_freeze(module, task.example_input) if task.traceable else module)
         if path.suffix == ".pth":
             with quiet_torch_quantization():

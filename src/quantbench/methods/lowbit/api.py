@@ -103,7 +103,7 @@ def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Qua
         raised = [name for name, (_, i) in done.items() if i["damp_used"] > config.damp]
         notes += [f"Cholesky failed at damp={config.damp} for {', '.join(raised)}: damping raised up to "
                   f"{details['max_damp_used']:g}"] if raised else []
-    kernel = f"torch fp32 dense (weights dequantized at load from packed int{config.bits})"
+    kernel = f"packed int{config.bits} weight-only (each runtime says which kernel runs it)"
     return Quantized(model, kernel=kernel, notes=notes, details=details, packed=packed,
                      format_config=config.format_config())
 

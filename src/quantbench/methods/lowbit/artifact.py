@@ -1,7 +1,8 @@
 """The low-bit artifact: one safetensors file with the GPTQ checkpoint tensors (qweight,
 qzeros, scales, g_idx) of each quantized layer, every other tensor of the model as is, and
 the quantization config in its metadata. Loading dequantizes the codes once into the layers
-of a freshly built model, so the model that runs is exactly the one the file describes."""
+of a freshly built model, so the model that runs is exactly the one the file describes (the
+runtimes then swap the quantized layers for low-bit kernels where they have one)."""
 import hashlib
 import json
 from dataclasses import dataclass
@@ -78,7 +79,12 @@ def read_lowbit(path: Path) -> tuple[dict[str, LowBitWeight], dict[str, torch.Te
 
 def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
     """Fill ``skeleton`` (same architecture) from the artifact: codes dequantized once."""
-    packed, tensors = read_lowbit(path)
+    return fill_lowbit(skeleton, *read_lowbit(path), path)
+
+
+def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: dict[str, torch.Tensor],
+                path: Path) -> nn.Module:
+    """Fill ``skeleton`` with what ``read_lowbit(path)`` returned: codes dequantized once."""
     modules = dict(skeleton.named_modules())
     for name, lw in packed.items():
         set_weight_out_in(modules[name], lw.dequantize())

@@ -1,0 +1,323 @@
+"""Weight-only low-bit kernels of torch, fed with quantbench's integers as they are (no
+re-quantization), on the CPU and on CUDA:
+
+- ``tinygemm_weight``: a ``LowBitWeight`` (codes, integer zero points, fp16-rounded scales, g_idx)
+  as the operands of torch's int4 "tinygemm" kernels (``aten._weight_int4pack_mm`` on CUDA, the
+  kernel behind torchao's tensor-core-tiled int4 layout, and ``aten._weight_int4pack_mm_for_cpu``,
+  its CPU build with the same convention), plus the kernel's dequant formula in plain torch
+  (``tinygemm_dequantize``) to check the conversion;
+- ``int8_weight_only``: an 8-bit ``LowBitWeight`` as int8 codes centred on zero with its grid;
+- ``TinygemmLinear`` / ``Int8WeightOnlyLinear``: the modules that run those operands;
+- ``weight_only_module``: the module that runs a layer's integers on a device;
+  ``use_weight_only_kernels`` / ``cpu_kernel_summary``: the torch-cpu runtime's swap of a model's
+  quantized layers for them (layers no CPU kernel takes keep their dequantized weights) and how
+  its rows describe that.
+
+tinygemm's convention (torch ``int4mm.cu``; torchao ``_dequantize_affine_tinygemm`` and
+``pack_tinygemm_scales_and_zeros``): a stored 4-bit code u in [0, 15] means
+
+    w = (u - 8) * scale + zero          (scale, zero: bf16, one pair per group of K columns)
+
+with ``scales_and_zeros`` of shape [K / group_size, N, 2] ([..., 0] scale, [..., 1] zero). quantbench
+stores w = s * (q - z) with an integer zero point z, so u = q and
+
+    zero = s * (8 - z)                  since s * (q - z) = s * (q - 8) + s * (8 - z).
+
+Both s and zero must be bf16 for the kernel: quantbench's fp16 scales are rounded to bf16 (relative
+error <= 2^-9) and the zero is computed from the rounded scale, then rounded; so the kernel sees
+the same integers with grids within bf16 rounding of quantbench's (at most ~0.06 of a step).
+Both kernels take bf16 activations (torch's CPU int4 kernel also takes fp32 ones, but 10-50x
+slower on our machines), so a row run on them computes its matmuls with bf16 inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # methods import runtimes; keep this module free of that cycle
+    from ..methods.lowbit.grid import LowBitWeight
+
+TINYGEMM_GROUP_SIZES = (256, 128, 64, 32)
+"""Group sizes the tinygemm kernel is compiled for, largest first."""
+_N_MULTIPLE = 16
+"""Output rows are padded to a multiple of this (CUDA tinygemm needs 8, torch's CPU build of it 16)."""
+
+
+class NotRepresentable(ValueError):
+    """quantbench's grid cannot be expressed exactly in a kernel's layout; the message says why."""
+
+
+# --- int4 tinygemm -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TinygemmWeight:
+    """tinygemm operands of one layer, before the device-specific packing.
+
+    ``codes``: uint8 [N16, K] in [0, 15], N16 = N rounded up to 16 (padding rows are zero), input
+    columns in group order; ``scales_and_zeros``: bf16 [K / group_size, N16, 2]; ``perm``: int64 [K],
+    the input column feeding each packed column (act-order GPTQ), None when the order is unchanged.
+    """
+
+    codes: torch.Tensor
+    scales_and_zeros: torch.Tensor
+    group_size: int
+    out_features: int
+    perm: torch.Tensor | None
+
+    @property
+    def in_features(self) -> int:
+        return self.codes.shape[1]
+
+    @property
+    def inner_k_tiles(self) -> int:
+        """K-tiles of 16 packed together: 8 (16-byte loads) when K allows, else 4 or 2."""
+        return next(t for t in (8, 4, 2) if self.in_features % (16 * t) == 0)
+
+
+def tinygemm_weight(lw: LowBitWeight) -> TinygemmWeight:
+    """``lw`` as tinygemm operands, exactly (same codes and zero points; grids rounded to bf16).
+
+    Needs <= 4 bits (3- and 2-bit codes sit in 4-bit containers) and a tinygemm group size (32, 64,
+    128 or 256) dividing both quantbench's group size and K: a quantbench group then spans whole
+    tinygemm groups, which repeat its scale and zero (a per-row grid is one group of K columns; a
+    shorter last group is fine). Groups must be contiguous once the columns are sorted by group
+    (act-order g_idx is handled by a column permutation)."""
+    if lw.bits > 4:
+        raise NotRepresentable(f"tinygemm stores 4-bit codes; this grid has {lw.bits} bits")
+    n, k = lw.q.shape
+    width = k if lw.group_size == -1 else lw.group_size
+    tile = next((g for g in TINYGEMM_GROUP_SIZES if width % g == 0 and k % g == 0), None)
+    if tile is None:
+        raise NotRepresentable(f"groups of {width} columns over in_features {k}: tinygemm groups "
+                               f"({', '.join(map(str, TINYGEMM_GROUP_SIZES))}) must divide both")
+    perm = torch.argsort(lw.g_idx.long(), stable=True)
+    expected = torch.arange(k) // width
+    if not torch.equal(lw.g_idx.long()[perm], expected):
+        raise NotRepresentable(f"g_idx does not make groups of {width} columns")
+    identity = torch.equal(perm, torch.arange(k))
+    scale_b = lw.scales.float().to(torch.bfloat16)
+    zero_b = (scale_b.float() * (8.0 - lw.zeros.float())).to(torch.bfloat16)
+    source_group = (torch.arange(k // tile) * tile) // width  # quantbench group of each tinygemm group
+    pad = -n % _N_MULTIPLE
+    codes = lw.q if identity else lw.q[:, perm]
+    codes = nn.functional.pad(codes, (0, 0, 0, pad))
+    pairs = torch.stack([scale_b[:, source_group], zero_b[:, source_group]], dim=-1)  # [N, groups, 2]
+    pairs = nn.functional.pad(pairs, (0, 0, 0, 0, 0, pad))
+    return TinygemmWeight(codes.contiguous(), pairs.transpose(0, 1).contiguous(), tile, n,
+                          None if identity else perm)
+
+
+def tinygemm_dequantize(tw: TinygemmWeight) -> torch.Tensor:
+    """What the kernel computes as the weight, float32 [N, K] in the original column order:
+    (u - 8) * scale + zero, scale and zero read from ``scales_and_zeros`` of each column's group."""
+    k = tw.in_features
+    group = torch.arange(k, device=tw.codes.device) // tw.group_size
+    scale = tw.scales_and_zeros[group, :, 0].float().T
+    zero = tw.scales_and_zeros[group, :, 1].float().T
+    w = ((tw.codes.float() - 8.0) * scale + zero)[: tw.out_features]
+    if tw.perm is None:
+        return w
+    out = torch.empty_like(w)
+    out[:, tw.perm] = w
+    return out
+
+
+def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, K] codes -> uint8 [N, K / 2], the input of the CUDA ``_convert_weight_to_int4pack``:
+    column 2i in the high nibble, column 2i + 1 in the low nibble (as torchao's tinygemm layout)."""
+    codes = codes.to(torch.uint8)
+    return ((codes[:, ::2] << 4) | codes[:, 1::2]).contiguous()
+
+
+def _pack_int4(codes: torch.Tensor, inner_k_tiles: int, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return torch.ops.aten._convert_weight_to_int4pack(pack_nibbles(codes).to(device), inner_k_tiles)
+    # torch's CPU build of the same kernel family (same scales_and_zeros convention), used by the tests
+    return torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(device, torch.int32), inner_k_tiles)
+
+
+def _int4_mm(x: torch.Tensor, packed: torch.Tensor, group_size: int, scales_and_zeros: torch.Tensor) -> torch.Tensor:
+    if x.device.type == "cuda":
+        return torch.ops.aten._weight_int4pack_mm(x, packed, group_size, scales_and_zeros)
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group_size, scales_and_zeros)
+
+
+class TinygemmLinear(nn.Module):
+    """y = x W^T + b with W held as packed int4 codes; runs ``aten._weight_int4pack_mm`` (bf16)."""
+
+    def __init__(self, tw: TinygemmWeight, bias: torch.Tensor | None, device: torch.device):
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = tw.in_features, tw.out_features, tw.group_size
+        self.register_buffer("packed", _pack_int4(tw.codes, tw.inner_k_tiles, device))
+        self.register_buffer("scales_and_zeros", tw.scales_and_zeros.to(device))
+        self.register_buffer("perm", None if tw.perm is None else tw.perm.to(device))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().to(device), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        if self.perm is not None:
+            rows = rows.index_select(1, self.perm)
+        y = _int4_mm(rows.to(torch.bfloat16).contiguous(), self.packed, self.group_size, self.scales_and_zeros)
+        y = y[:, : self.out_features].to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, " \
+               f"act_order={self.perm is not None}"
+
+
+def check_tinygemm(module: TinygemmLinear, tw: TinygemmWeight, columns: int = 128) -> float:
+    """Run the kernel on rows of the identity (one input column each) and compare the weights it
+    used with ``tinygemm_dequantize``; returns the largest error relative to max|W| (layout errors
+    give ~1, bf16 rounding ~1e-3)."""
+    k = tw.in_features
+    device = module.packed.device
+    idx = torch.linspace(0, k - 1, min(columns, k)).round().long().unique()
+    eye = torch.zeros(len(idx), k, dtype=torch.bfloat16, device=device)
+    eye[torch.arange(len(idx)), idx.to(device)] = 1
+    seen = _int4_mm(eye, module.packed, tw.group_size, module.scales_and_zeros)[:, : tw.out_features].float().T
+    packed_order = TinygemmWeight(tw.codes, tw.scales_and_zeros, tw.group_size, tw.out_features, None)
+    expected = tinygemm_dequantize(packed_order)[:, idx].to(device)
+    return float((seen - expected).abs().max() / expected.abs().max().clamp(min=1e-12))
+
+
+# --- int8 weight-only ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Int8Weight:
+    """An 8-bit grid as int8 codes c = q - 128 with w = scale * (c - zero), ``zero`` = z - 128.
+
+    ``per_channel``: one grid per output row; then y = (x c^T) * scale - (sum_k x_k) * scale * zero
+    runs on an int8 weight-only matmul (torchao ``Int8WeightOnlyConfig``'s PerRow layout, plus the
+    zero-point term for asymmetric grids). Grouped grids are dequantized on every call (CUDA) or
+    kept dequantized (CPU)."""
+
+    codes: torch.Tensor       # int8 [N, K]
+    scales: torch.Tensor      # float32 [N, n_groups]
+    zeros: torch.Tensor       # float32 [N, n_groups], integer values in [-128, 127]
+    g_idx: torch.Tensor       # int64 [K]
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scales.shape[1] == 1
+
+    @property
+    def symmetric(self) -> bool:
+        return not bool(self.zeros.any())
+
+
+def int8_weight_only(lw: LowBitWeight) -> Int8Weight:
+    """An 8-bit ``lw`` as signed codes with the same grid (no re-quantization)."""
+    if lw.bits != 8:
+        raise NotRepresentable(f"int8 weight-only holds 8-bit codes; this grid has {lw.bits} bits")
+    codes = (lw.q.to(torch.int16) - 128).to(torch.int8)
+    return Int8Weight(codes.contiguous(), lw.scales.float().contiguous(), lw.zeros.float() - 128.0,
+                      lw.g_idx.long().contiguous())
+
+
+def _int8_mm(rows: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """(rows codes^T) * scales: on CUDA the codes cast to the activations' dtype + cuBLAS; on the CPU
+    ``aten._weight_int8pack_mm`` with bf16 activations. float32 out."""
+    if rows.device.type == "cuda":
+        return torch.mm(rows, codes.t().to(rows.dtype)).float() * scales
+    return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), codes, scales.to(torch.bfloat16)).float()
+
+
+class Int8WeightOnlyLinear(nn.Module):
+    """y = x W^T + b from int8 codes: per-row grids on an int8 weight-only matmul (``_int8_mm``),
+    grouped grids dequantized on every call, then a dense matmul (torchao's per-group path)."""
+
+    def __init__(self, w: Int8Weight, bias: torch.Tensor | None, device: torch.device):
+        super().__init__()
+        self.out_features, self.in_features = w.codes.shape
+        self.per_channel, self.symmetric = w.per_channel, w.symmetric
+        self.register_buffer("codes", w.codes.to(device))
+        self.register_buffer("scales", w.scales[:, 0].to(device) if self.per_channel else w.scales.to(device))
+        self.register_buffer("zero_terms", None if self.symmetric or not self.per_channel
+                             else (w.scales[:, 0] * w.zeros[:, 0]).to(device))
+        self.register_buffer("zeros", None if self.per_channel else w.zeros.to(device))
+        self.register_buffer("g_idx", None if self.per_channel else w.g_idx.to(device))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().to(device), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        if self.per_channel:
+            y = _int8_mm(rows, self.codes, self.scales)
+            if self.zero_terms is not None:
+                y = y - rows.float().sum(dim=1, keepdim=True) * self.zero_terms
+            y = y.to(x.dtype)
+        else:
+            w = (self.codes.float() - self.zeros[:, self.g_idx]) * self.scales[:, self.g_idx]
+            y = torch.mm(rows, w.to(x.dtype).t())
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, per_channel={self.per_channel}, " \
+               f"symmetric={self.symmetric}"
+
+
+# --- choosing and swapping -----------------------------------------------------------------------
+
+
+def weight_only_module(lw: LowBitWeight, bias: torch.Tensor | None, device: torch.device) -> nn.Module:
+    """The module that runs ``lw`` on ``device``; ``NotRepresentable`` with the reason when none can."""
+    if lw.bits == 8:
+        return Int8WeightOnlyLinear(int8_weight_only(lw), bias, device)
+    return TinygemmLinear(tinygemm_weight(lw), bias, device)
+
+
+def cpu_kernel_refusal(lw: LowBitWeight) -> str | None:
+    """Why torch's CPU weight-only kernels cannot run ``lw`` as it is, or None when one can."""
+    if lw.bits == 8:
+        return None if lw.n_groups == 1 else (f"groups of {lw.group_size} columns: torch's CPU int8 weight-only "
+                                               f"kernel takes one scale per output row (group_size=-1)")
+    try:
+        tinygemm_weight(lw)
+    except NotRepresentable as e:
+        return str(e)
+    return None
+
+
+def use_weight_only_kernels(model: nn.Module, packed: dict[str, LowBitWeight]) -> None:
+    """Swap each layer of ``model`` (on the CPU, holding its dequantized weights) named in ``packed``
+    for the module running its integers, except those ``cpu_kernel_refusal`` refuses."""
+    for name, lw in packed.items():
+        if cpu_kernel_refusal(lw) is not None:
+            continue
+        module = weight_only_module(lw, model.get_submodule(name).bias, torch.device("cpu"))
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def cpu_kernel_summary(packed: dict[str, LowBitWeight]) -> tuple[str, list[str]]:
+    """The kernel string and notes of a torch-cpu row holding ``packed``: which kernel runs the
+    quantized layers, and which of them stay dense (dequantized at load) and why."""
+    bits = sorted({lw.bits for lw in packed.values()})
+    refused = {name: why for name, lw in packed.items() if (why := cpu_kernel_refusal(lw)) is not None}
+    fp32 = f"torch fp32 dense (weights dequantized at load from packed int{'/'.join(map(str, bits))})"
+    if len(refused) == len(packed):
+        return fp32, [f"no CPU low-bit kernel takes these grids: {_first_reason(refused)}"]
+    kernel = ("torch int8 weight-only (aten._weight_int8pack_mm)" if bits == [8] else
+              "torch int4 weight-only tinygemm (aten._weight_int4pack_mm_for_cpu)") + ", bf16 activations"
+    notes = ["the quantized layers cast their inputs to bf16 for the low-bit kernel (fp32 accumulation, "
+             "fp32 outputs); the other ops run in fp32"]
+    if any(lw.bits < 4 for lw in packed.values()):
+        notes.append("2/3-bit codes run in 4-bit containers (no 2/3-bit CPU kernel): int4 memory traffic and speed")
+    if refused:
+        kernel += f"; {len(refused)} of {len(packed)} quantized layers dense fp32 (dequantized at load)"
+        notes.append(f"kept dense, dequantized at load: {', '.join(refused)} ({_first_reason(refused)})")
+    return kernel, notes
+
+
+def _first_reason(refused: dict[str, str]) -> str:
+    reasons = sorted(set(refused.values()))
+    return reasons[0] + (f"; and {len(reasons) - 1} other reason(s)" if len(reasons) > 1 else "")
