@@ -62,7 +62,7 @@ ROWS = (  # label, cuda runtime options, method
     ("int8 dynamic", {}, "ptq-dynamic"),
     ("int4 RTN g128", {}, "rtn:bits=4,group_size=128"),
     ("int4 GPTQ g128", {}, "gptq:bits=4,group_size=128,calib_samples={calib}"),
-    ("fp8 dynamic", {"dynamic": "fp8"}, "ptq-dynamic"),
+    ("fp8 dynamic", {}, "fp8"),
 )
 MISMATCH = 0.05  # error against the same integers in fp32 above this: the kernel does not compute them
 
@@ -238,7 +238,7 @@ class CpuStandIn(TorchCUDA):
 
     def target(self) -> Target:
         return Target(torch.device("cpu"), getattr(torch, self.dtype), (9, 0), torchao_version(),
-                      "CPU stand-in (dry run)", self.dynamic, self.compile)
+                      "CPU stand-in (dry run)", self.compile)
 
     def peak_memory(self, *args):
         return None

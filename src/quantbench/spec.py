@@ -29,6 +29,9 @@ class CompareSpec:
                               "(every runtime available here; see 'quantbench runtimes')", "NAME")
     ort_accuracy_level: int = spec_field(4, "onnxruntime MatMulNBits accuracy_level: 0 = fp32 compute, "
                                          "4 = int8 activations (faster on CPU, ~0.5% error)", "N")
+    cuda_dtype: str = spec_field("bfloat16", "cuda runtime: the baseline's and activations' dtype, bfloat16 or "
+                                 "float16 (float16 for GPUs before sm80, e.g. V100; int4 rows need bfloat16)", "DTYPE")
+    cuda_compile: bool = spec_field(False, "cuda runtime: torch.compile every row (same mode for fp32 and quantized)")
     batch_sizes: tuple[int, ...] = spec_field((1, 256), "batch sizes to time", "B,B")
     threads: int = spec_field(0, "CPU threads for every measurement (0 = all cores this process may use)", "N")
     seed: int = spec_field(0, "seed of data split, training and calibration", "N")
@@ -45,7 +48,8 @@ class CompareSpec:
 
     def runtime_options(self) -> dict:
         """Constructor options of each runtime that this spec sets."""
-        return {"onnxruntime": {"accuracy_level": self.ort_accuracy_level}}
+        return {"onnxruntime": {"accuracy_level": self.ort_accuracy_level},
+                "cuda": {"dtype": self.cuda_dtype, "compile": self.cuda_compile}}
 
     def task_options(self) -> dict:
         return {"dataset": self.dataset, "data": self.data, "target": self.target, "hidden": tuple(self.hidden),

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from quantbench.config import METHODS, make_config, parse_methods
-from quantbench.methods import Context, Quantized, apply_method
+from quantbench.methods import Context, Quantized, Unsupported, apply_method
 from quantbench.methods.qat import prepare_qat_model
 from quantbench.runtimes import TorchCPU
 from quantbench.tasks import build_task
@@ -37,7 +37,10 @@ def saved_size(module, task, stem: Path) -> int:
     return TorchCPU().save(Quantized(module, kernel="-"), task, stem).stat().st_size
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+CUDA_ONLY = {"fp8"}
+
+
+@pytest.mark.parametrize("name", sorted(set(METHODS.names()) - CUDA_ONLY))
 def test_every_method_runs_and_keeps_accuracy(name, mlp):
     task, model = mlp
     q = quantize(name, task, model)
@@ -46,6 +49,13 @@ def test_every_method_runs_and_keeps_accuracy(name, mlp):
         out = q.module(task.splits.x_test).argmax(1)
     assert (out == ref).float().mean() > 0.95
     assert q.kernel
+
+
+@pytest.mark.parametrize("name", sorted(CUDA_ONLY))
+def test_cuda_only_methods_say_why_on_the_cpu(name, mlp):
+    task, model = mlp
+    with pytest.raises(Unsupported, match=f"{name} on torch-cpu: .*--runtime cuda"):
+        quantize(name, task, model)
 
 
 def test_dynamic_int8_weights_round_trip_within_one_step(mlp):

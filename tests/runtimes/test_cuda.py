@@ -115,8 +115,6 @@ def test_unavailable_reasons_name_the_build_and_the_gpu(monkeypatch):
 def test_runtime_options_are_checked():
     with pytest.raises(UserError, match="dtype"):
         TorchCUDA(dtype="float32")
-    with pytest.raises(UserError, match="dynamic"):
-        TorchCUDA(dynamic="int4")
 
 
 # --- the runtime's artifacts on a CPU stand-in target ----------------------------------------------
@@ -130,9 +128,9 @@ def mlp(tmp_path_factory):
     return task, model
 
 
-def stand_in(dynamic: str = "int8") -> Target:
+def stand_in() -> Target:
     """The cuda runtime's code on the CPU (torch's CPU tinygemm build), pretending an H100's capability."""
-    return Target(torch.device("cpu"), torch.bfloat16, H100, cuda_runtime.torchao_version(), "CPU stand-in", dynamic)
+    return Target(torch.device("cpu"), torch.bfloat16, H100, cuda_runtime.torchao_version(), "CPU stand-in")
 
 
 def realize_and_load(spec, mlp, tmp_path, target=None):
@@ -195,7 +193,7 @@ def test_capability_is_checked_before_quantizing(mlp, tmp_path):
     with pytest.raises(Unsupported, match="int4-weight-only on cuda: .* needs sm80\\+, this GPU is sm70"):
         realize_and_load("rtn", mlp, tmp_path, v100)
     with pytest.raises(Unsupported, match="fp8 on cuda: .*sm89"):
-        realize_and_load("ptq-dynamic", mlp, tmp_path, replace(stand_in("fp8"), capability=A100))
+        realize_and_load("fp8", mlp, tmp_path, replace(stand_in(), capability=A100))
 
 
 def test_place_state_keeps_ties_and_refuses_missing_parameters():
@@ -323,3 +321,11 @@ def test_gpu_check_module_imports_without_a_gpu(monkeypatch):
     assert [label for label, _, _ in module.ROWS][:2] == ["bf16", "int8 weight-only"]
     shapes = module.shapes_for("tiny-llama", module.Sizes())
     assert shapes["decode 1x1"].rows == 1 and shapes["prefill 8x128"].rows == 1024
+
+
+def test_cuda_options_of_the_spec_reach_the_runtime():
+    options = CompareSpec(cuda_dtype="float16", cuda_compile=True).runtime_options()["cuda"]
+    runtime = TorchCUDA(**options)
+    assert (runtime.dtype, runtime.compile) == ("float16", True)
+    with pytest.raises(UserError, match="dtype must be one of bfloat16, float16"):
+        TorchCUDA(**CompareSpec(cuda_dtype="float32").runtime_options()["cuda"])

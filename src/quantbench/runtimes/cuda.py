@@ -6,9 +6,9 @@ and the low-bit CUDA kernels of torch and torchao. What each method means here:
 - ``ptq-dynamic``: torchao ``Int8DynamicActivationInt8WeightConfig``: int8 weights (torchao's own
   symmetric quantizer, per channel or per tensor as ``per_channel`` says), activations quantized
   per token (per tensor) at run time, ``torch._int_mm`` (cuBLAS int8). cuBLAS refuses fewer than
-  17 rows, and torchao then multiplies in fp32: the kernel string says so. With the runtime option
-  ``dynamic="fp8"`` it is torchao ``Float8DynamicActivationFloat8WeightConfig`` (e4m3, per-row
-  scales, ``torch._scaled_mm``; sm89+) instead. Linear layers whose sizes the kernel cannot take
+  17 rows, and torchao then multiplies in fp32: the kernel string says so.
+- ``fp8``: torchao ``Float8DynamicActivationFloat8WeightConfig`` (e4m3, per-row scales,
+  ``torch._scaled_mm``; sm89+). For both, linear layers whose sizes the kernel cannot take
   (multiples of 8 for int8, 16 for fp8) stay in the runtime dtype and the row says which.
   Artifact: the state dict holding torchao's quantized tensors (``.pth``, torch.save).
 - ``ptq-static``, ``qat``: unsupported: torch.ao's static int8 models run on CPU engines only.
@@ -64,7 +64,6 @@ class Target:
     capability: tuple[int, int] | None
     torchao: str | None
     gpu: str
-    dynamic: str = "int8"
     compile: bool = False
 
     @property
@@ -88,18 +87,15 @@ class Target:
 @dataclass
 class TorchCUDA:
     """``dtype``: the baseline precision and the activations' dtype (bfloat16 or float16);
-    ``dynamic``: what ptq-dynamic runs (int8, or fp8 on sm89+); ``compile``: torch.compile every row."""
+    ``compile``: torch.compile every row."""
 
     name: str = "cuda"
     dtype: str = "bfloat16"
-    dynamic: str = "int8"
     compile: bool = False
 
     def __post_init__(self):
         if self.dtype not in DTYPE_KINDS:
             raise UserError(f"cuda: dtype must be one of {', '.join(DTYPE_KINDS)}, got {self.dtype!r}")
-        if self.dynamic not in ("int8", "fp8"):
-            raise UserError(f"cuda: dynamic must be int8 or fp8, got {self.dynamic!r}")
 
     def unavailable_reason(self) -> str | None:
         return cuda_unavailable_reason()
@@ -120,7 +116,7 @@ class TorchCUDA:
         index = torch.cuda.current_device()
         return Target(torch.device("cuda", index), getattr(torch, self.dtype),
                       tuple(torch.cuda.get_device_capability(index)), torchao_version(),
-                      torch.cuda.get_device_name(index), self.dynamic, self.compile)
+                      torch.cuda.get_device_name(index), self.compile)
 
     def realize(self, config, fp32: nn.Module, ctx, stem: Path) -> Realized:
         return realize(config, fp32, ctx, stem, self.target())
@@ -206,7 +202,7 @@ def _static(config, fp32, ctx, stem, target: Target) -> Realized:
 def _dynamic(config, fp32, ctx, stem, target: Target) -> Realized:
     from ..methods import Unsupported
 
-    kind = "fp8" if target.dynamic == "fp8" else "int8-dynamic"
+    kind = "fp8" if config.name == "fp8" else "int8-dynamic"
     _require(target, kind)
     recipe = torchao_recipe(kind, config.per_channel, target)
     model = _to_target(copy.deepcopy(fp32), target)
@@ -274,7 +270,7 @@ def _lowbit_kernel(bits: int, layouts: dict, target: Target) -> tuple[str, list[
     return kernel, notes
 
 
-_REALIZERS = {"fp32": _dense, "ptq-dynamic": _dynamic, "ptq-static": _static, "qat": _static,
+_REALIZERS = {"fp32": _dense, "ptq-dynamic": _dynamic, "fp8": _dynamic, "ptq-static": _static, "qat": _static,
               "rtn": _lowbit, "gptq": _lowbit}
 
 
