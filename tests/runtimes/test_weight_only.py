@@ -11,7 +11,7 @@ from quantbench.methods.lowbit.gptq import accumulate_hessian, gptq_quantize
 from quantbench.methods.lowbit.grid import LowBitWeight, rtn_quantize
 from quantbench.runtimes.weight_only import (Int8WeightOnlyLinear, NotRepresentable, TinygemmLinear, check_tinygemm,
                                              int8_weight_only, pack_nibbles, tinygemm_weight,
-                                             cpu_kernel_summary, use_weight_only_kernels)
+                                             cpu_kernel_summary, load_with_kernels)
 
 # --- quantbench's integers in tinygemm's layout ----------------------------------------------------
 
@@ -134,22 +134,32 @@ def test_zero_point_term_is_needed_for_asymmetric_rows():
     assert (layer(x) - x @ lw.dequantize().T).abs().max() > 1.0
 
 
-def test_use_weight_only_kernels_swaps_what_a_kernel_takes_and_says_why_not_for_the_rest():
+def test_load_with_kernels_swaps_what_a_kernel_takes_and_says_why_not_for_the_rest():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 48), nn.ReLU(), nn.Linear(48, 16))
+
+    def build():
+        return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 48), nn.ReLU(), nn.Linear(48, 16))
+
+    model = build()
     packed = {"0": _fp16_scales(rtn_quantize(model[0].weight, 4, 32)),
               "2": _fp16_scales(rtn_quantize(model[2].weight, 4, 48)),     # 48 columns: no tinygemm group fits
               "4": _fp16_scales(rtn_quantize(model[4].weight, 8, -1))}
+    tensors = {k: v for k, v in model.state_dict().items() if k.rpartition(".")[0] not in packed or "bias" in k}
     for name, lw in packed.items():
         model.get_submodule(name).weight.data = lw.dequantize()
+    with torch.device("meta"):
+        skeleton = build()
+    loaded = load_with_kernels(skeleton, packed, tensors, "test")
     x = torch.randn(5, 64)
     with torch.no_grad():
-        dense = model(x)
-        use_weight_only_kernels(model, packed)
-        swapped = model(x)
-    assert isinstance(model[0], TinygemmLinear) and isinstance(model[4], Int8WeightOnlyLinear)
-    assert isinstance(model[2], nn.Linear)
+        dense, swapped = model(x), loaded(x)
+    assert isinstance(loaded[0], TinygemmLinear) and isinstance(loaded[4], Int8WeightOnlyLinear)
+    assert isinstance(loaded[2], nn.Linear) and not any(t.is_meta for t in loaded.state_dict().values())
     assert (swapped - dense).abs().max() <= 0.02 * dense.abs().max()
+    with torch.device("meta"):
+        skeleton = build()
+    with pytest.raises(ValueError, match=r"does not match the model: missing \['2.bias'\]"):
+        load_with_kernels(skeleton, packed, {k: v for k, v in tensors.items() if k != "2.bias"}, "test")
     kernel, notes = cpu_kernel_summary(packed)
     assert "1 of 3 quantized layers dense fp32" in kernel and "must divide both" in notes[-1]
     kernel, notes = cpu_kernel_summary({"2": packed["2"]})

@@ -16,6 +16,7 @@ After loading, traceable models are frozen TorchScript in memory too, so fp32 an
 dequantized low-bit rows run the same engine.
 """
 import platform
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from torch import nn
 from ..measure.memory import peak_memory_bytes
 from ..quiet import quiet_torch_quantization
 from .base import RUNTIMES, Realized, Runner
-from .weight_only import cpu_kernel_summary, use_weight_only_kernels
+from .weight_only import cpu_kernel_summary, load_with_kernels
 
 _PREFERENCE = {"x86_64": ("x86", "fbgemm"), "amd64": ("x86", "fbgemm"),
                "aarch64": ("qnnpack",), "arm64": ("qnnpack",)}
@@ -71,10 +72,17 @@ class TorchCPU:
         return Realized(path, kernel, seconds, notes, quantized.details)
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
-        if path.suffix != ".pt":
+        if not task.traceable or path.suffix not in (".pt", ".safetensors"):
             return None
         shape = list(task.latency_input(batch_size).shape)
-        return peak_memory_bytes(path, shape, threads, self.engine)
+        if path.suffix == ".pt":
+            return peak_memory_bytes(path, shape, threads, self.engine)
+        with tempfile.TemporaryDirectory() as folder:
+            skeleton = Path(folder) / "skeleton.pth"
+            with torch.device("meta"):
+                torch.save(task.build_model(), skeleton)
+            return peak_memory_bytes(path, {"input": shape, "skeleton": str(skeleton)}, threads,
+                                     imports=_LOWBIT_PROBE_IMPORTS, load_and_run=_LOWBIT_PROBE_LOAD_AND_RUN)
 
     def save(self, quantized, task, stem: Path) -> Path:
         """Write the artifact of ``quantized`` (a methods.Quantized) and return its path."""
@@ -94,17 +102,35 @@ class TorchCPU:
     def load(self, path: Path, task) -> Runner:
         self.activate()
         if path.suffix == ".safetensors":
-            from ..methods.lowbit.artifact import fill_lowbit, read_lowbit
-
-            packed, others = read_lowbit(path)
-            module = fill_lowbit(task.build_model(), packed, others, path)
-            use_weight_only_kernels(module, packed)
-            return _Runner(_freeze(module, task.example_input) if task.traceable else module)
+            return lowbit_runner(path, task.build_model(), task.example_input if task.traceable else None)
         if path.suffix == ".pth":
             with quiet_torch_quantization():
                 return _Runner(torch.load(path, weights_only=False).eval())
         with quiet_torch_quantization():
             return _Runner(torch.jit.load(str(path)))
+
+
+def lowbit_runner(path: Path, skeleton: nn.Module, example: torch.Tensor | None) -> "_Runner":
+    """The low-bit artifact in ``skeleton`` (built on any device, "meta" too) with torch's CPU
+    weight-only kernels; frozen TorchScript when an ``example`` input is given."""
+    from ..methods.lowbit.artifact import read_lowbit
+
+    module = load_with_kernels(skeleton, *read_lowbit(path), path)
+    return _Runner(module if example is None else _freeze(module, example))
+
+
+_LOWBIT_PROBE_IMPORTS = """import torch
+torch.set_num_threads(threads)
+from quantbench.runtimes.torch_cpu import lowbit_runner
+import quantbench.methods.lowbit.artifact
+skeleton = torch.load(shape["skeleton"], weights_only=False)
+x = torch.randn(*shape["input"])
+torch.zeros(1) + 1"""
+
+_LOWBIT_PROBE_LOAD_AND_RUN = """run = lowbit_runner(path, skeleton, None)
+run(x)"""
+"""The probe runs the low-bit model eagerly: freezing it would add TorchScript's one-off compile
+memory, which the fp32 row's artifact (frozen before saving) does not pay either."""
 
 
 def _has_torch_int8(module: nn.Module) -> bool:

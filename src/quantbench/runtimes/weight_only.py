@@ -9,9 +9,9 @@ re-quantization), on the CPU and on CUDA:
 - ``int8_weight_only``: an 8-bit ``LowBitWeight`` as int8 codes centred on zero with its grid;
 - ``TinygemmLinear`` / ``Int8WeightOnlyLinear``: the modules that run those operands;
 - ``weight_only_module``: the module that runs a layer's integers on a device;
-  ``use_weight_only_kernels`` / ``cpu_kernel_summary``: the torch-cpu runtime's swap of a model's
-  quantized layers for them (layers no CPU kernel takes keep their dequantized weights) and how
-  its rows describe that.
+  ``load_with_kernels`` / ``cpu_kernel_summary``: the torch-cpu runtime's model with its quantized
+  layers as those modules (layers no CPU kernel takes get dequantized weights) and how its rows
+  describe that.
 
 tinygemm's convention (torch ``int4mm.cu``; torchao ``_dequantize_affine_tinygemm`` and
 ``pack_tinygemm_scales_and_zeros``): a stored 4-bit code u in [0, 15] means
@@ -287,15 +287,38 @@ def cpu_kernel_refusal(lw: LowBitWeight) -> str | None:
     return None
 
 
-def use_weight_only_kernels(model: nn.Module, packed: dict[str, LowBitWeight]) -> None:
-    """Swap each layer of ``model`` (on the CPU, holding its dequantized weights) named in ``packed``
-    for the module running its integers, except those ``cpu_kernel_refusal`` refuses."""
+def load_with_kernels(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: dict[str, torch.Tensor],
+                      path) -> nn.Module:
+    """``skeleton`` (same architecture, any device, "meta" too) holding the artifact read from
+    ``path`` (``read_lowbit``): each quantized layer a CPU kernel takes becomes its module, fed
+    from the codes directly; the others get their weights dequantized. No layer's fp32 weights
+    are materialized unless it falls back, so loading holds about the packed size."""
+    from ..methods.lowbit.artifact import tied_keys
+    from ..methods.lowbit.layers import get_weight_out_in
+
+    tensors, swapped = dict(tensors), set()
     for name, lw in packed.items():
-        if cpu_kernel_refusal(lw) is not None:
-            continue
-        module = weight_only_module(lw, model.get_submodule(name).bias, torch.device("cpu"))
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, module)
+        layer = skeleton.get_submodule(name)
+        if cpu_kernel_refusal(lw) is None:
+            _replace_module(skeleton, name, weight_only_module(lw, tensors.pop(f"{name}.bias", None), torch.device("cpu")))
+            swapped.add(name)
+        else:  # [out, in] -> the layer's own layout (transposed for transformers' Conv1D)
+            transposed = get_weight_out_in(layer) is not layer.weight
+            tensors[f"{name}.weight"] = lw.dequantize().T.contiguous() if transposed else lw.dequantize()
+    missing, unexpected = skeleton.load_state_dict(tensors, strict=False, assign=_on_meta(skeleton))
+    missing = [k for k in missing if k.rpartition(".")[0] not in swapped]
+    if unexpected or set(missing) - tied_keys(skeleton):
+        raise ValueError(f"{path} does not match the model: missing {sorted(missing)[:5]}, unexpected {unexpected[:5]}")
+    return skeleton.eval().requires_grad_(False)
+
+
+def _replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _on_meta(model: nn.Module) -> bool:
+    return any(t.is_meta for t in model.state_dict().values())
 
 
 def cpu_kernel_summary(packed: dict[str, LowBitWeight]) -> tuple[str, list[str]]:

@@ -90,7 +90,7 @@ def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: d
         set_weight_out_in(modules[name], lw.dequantize())
     missing, unexpected = skeleton.load_state_dict(tensors, strict=False)
     expected_missing = {_weight_key(n) for n in packed}
-    if unexpected or set(missing) - expected_missing - _tied_keys(skeleton):
+    if unexpected or set(missing) - expected_missing - tied_keys(skeleton):
         raise ValueError(f"{path} does not match the model: missing {sorted(set(missing) - expected_missing)[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return skeleton.eval()
@@ -130,9 +130,13 @@ def _shared_free(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return kept
 
 
-def _tied_keys(model: nn.Module) -> set[str]:
-    full = model.state_dict()
-    return set(full) - set(_shared_free(full))
+def tied_keys(model: nn.Module) -> set[str]:
+    """State-dict keys naming a parameter or buffer already named by an earlier key (tied weights);
+    by object identity, so it works on the "meta" device too."""
+    seen, tied = set(), set()
+    for key, value in model.state_dict(keep_vars=True).items():
+        (tied.add(key) if id(value) in seen else seen.add(id(value)))
+    return tied
 
 
 def _nbytes(t: torch.Tensor) -> int:
