@@ -10,7 +10,7 @@ import pytest
 from quantbench.cli.main import main
 from quantbench.sweep.store import Store
 
-from .conftest import FAILING_TASK, tiny_experiment
+from .conftest import CRASHING_TASK, FAILING_TASK, tiny_experiment
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +136,16 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
     assert page.count("<svg") == 4 and "Pareto" in page and "dataset=wine" in page and "display: none" not in page
     filtered = dom("?method=dynamic")  # the inline script ran: other methods' rows are hidden
     assert filtered.count('style="display: none;"') == 3 + 3  # the fp32 rows of 3 task tables and of all runs
+
+
+def test_a_run_that_kills_its_process_is_recorded_and_the_sweep_goes_on(write_experiment, cache_dir, tmp_path):
+    """Runs execute in child processes: one killed like the out-of-memory killer would (SIGKILL) is a
+    failed record with the reason, and the next runs still run."""
+    experiment = write_experiment(tiny_experiment(cache_dir, methods=("fp32",), extra_tasks=(CRASHING_TASK,)))
+    out = tmp_path / "out"
+    assert main(["sweep", str(experiment), "--out", str(out), "--no-progress"]) == 1
+    by_task = {r["spec"]["task"]: r for r in records(out)}
+    crashed = by_task[CRASHING_TASK]
+    assert crashed["status"] == "failed" and crashed["error"] == "the run's process was killed by SIGKILL without a result"
+    assert crashed["executor"] == "local" and crashed["started_at"] < crashed["finished_at"]
+    assert by_task["tabular"]["status"] == "ok"

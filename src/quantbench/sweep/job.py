@@ -1,9 +1,13 @@
 """Execute one run and describe it as a record: the result row plus full provenance.
-The same function runs in the local executor and inside a SLURM job."""
+The same function runs in a child process of the local executor and inside a SLURM job."""
 import dataclasses
 import datetime
 import json
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -33,12 +37,56 @@ def execute_run(run: Run, sweep: str, executor: str, threads: int | None = None)
             "seconds": time.perf_counter() - start}
 
 
-def run_to_file(run: dict[str, Any], sweep: str, results_dir: str, threads: int | None = None) -> str:
-    """The SLURM job: run, then write results/<run_key>.json atomically (the driver ingests it)."""
-    record = execute_run(Run.from_dict(run), sweep, "slurm", threads)
+def run_to_file(run: dict[str, Any], sweep: str, results_dir: str, threads: int | None = None,
+                executor: str = "slurm") -> str:
+    """A job: run, then write <results_dir>/<run_key>.json atomically (the driver ingests it)."""
+    record = execute_run(Run.from_dict(run), sweep, executor, threads)
     path = Path(results_dir) / f"{record['run_key']}.json"
     write_json_atomic(path, record)
     return str(path)
+
+
+_CHILD = """import json, sys
+from quantbench.sweep.job import run_to_file
+run_to_file(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], executor="local")"""
+
+
+def execute_in_child(run: Run, sweep: str) -> dict[str, Any]:
+    """``execute_run`` in a fresh Python process, so that a run that crashes the interpreter
+    (segfault, out-of-memory kill) is a failed record and not the end of the sweep. The child
+    dies with this process (Linux), so a killed sweep leaves nothing running."""
+    started = _now()
+    with tempfile.TemporaryDirectory(prefix="quantbench-run-") as folder:
+        done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(run.to_dict()), sweep, folder],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_die_with_parent)
+        result = Path(folder) / f"{run.key}.json"
+        if result.exists():
+            return json.loads(result.read_text())
+    tail = "\n".join(done.stderr.splitlines()[-30:]) or None
+    return {**base_record(run, sweep, "local"), "status": "failed", "row": None, "env": None,
+            "error": f"the run's process {exit_description(done.returncode)} without a result", "traceback": tail,
+            "started_at": started, "finished_at": _now()}
+
+
+def exit_description(returncode: int) -> str:
+    """'was killed by SIGSEGV' or 'exited with status 3'."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGKILL when the parent dies (elsewhere: nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def base_record(run: Run, sweep: str, executor: str) -> dict[str, Any]:

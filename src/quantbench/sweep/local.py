@@ -1,8 +1,9 @@
-"""The local executor: one run after another in this process, so no latency is ever measured
-while another run competes for the cores. Each record is committed as soon as it exists."""
+"""The local executor: one run after another, each in a fresh child process (a crash is a failed
+record, not the end of the sweep), so no latency is ever measured while another run competes
+for the cores. Each record is committed as soon as it exists."""
 from tqdm.auto import tqdm
 
-from .job import execute_run
+from .job import execute_in_child
 from .runs import Run
 from .store import Store
 
@@ -13,7 +14,7 @@ def run_locally(runs: list[Run], store: Store, sweep: str, finished: list[dict],
     bar = tqdm(runs, desc="runs", unit="run", disable=not progress, dynamic_ncols=True)
     for run in bar:
         bar.set_postfix_str(run.id, refresh=True)
-        record = execute_run(run, sweep, "local")
+        record = execute_in_child(run, sweep)
         store.put(record)
         finished.append({"run_id": run.id, "status": record["status"], "error": record["error"]})
         if record["status"] == "failed":
