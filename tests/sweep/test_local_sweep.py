@@ -146,6 +146,7 @@ def test_a_run_that_kills_its_process_is_recorded_and_the_sweep_goes_on(write_ex
     assert main(["sweep", str(experiment), "--out", str(out), "--no-progress"]) == 1
     by_task = {r["spec"]["task"]: r for r in records(out)}
     crashed = by_task[CRASHING_TASK]
-    assert crashed["status"] == "failed" and crashed["error"] == "the run's process was killed by SIGKILL without a result"
+    assert crashed["status"] == "failed"
+    assert crashed["error"] == "the run's process was killed by SIGKILL without a result"
     assert crashed["executor"] == "local" and crashed["started_at"] < crashed["finished_at"]
     assert by_task["tabular"]["status"] == "ok"

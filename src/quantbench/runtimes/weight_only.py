@@ -300,7 +300,8 @@ def load_with_kernels(skeleton: nn.Module, packed: dict[str, LowBitWeight], tens
     for name, lw in packed.items():
         layer = skeleton.get_submodule(name)
         if cpu_kernel_refusal(lw) is None:
-            _replace_module(skeleton, name, weight_only_module(lw, tensors.pop(f"{name}.bias", None), torch.device("cpu")))
+            module = weight_only_module(lw, tensors.pop(f"{name}.bias", None), torch.device("cpu"))
+            _replace_module(skeleton, name, module)
             swapped.add(name)
         else:  # [out, in] -> the layer's own layout (transposed for transformers' Conv1D)
             transposed = get_weight_out_in(layer) is not layer.weight
