@@ -12,6 +12,7 @@ from quantbench.runtimes.matmul_nbits import (
     dequantize,
     pack_low_first,
     pack_lowbit,
+    replace_linear_nodes,
     unpack_low_first,
     unpack_lowbit,
 )
@@ -62,3 +63,29 @@ def test_act_order_groups_become_contiguous_after_a_column_permutation():
 def test_what_matmul_nbits_cannot_hold_is_refused_with_the_reason(bits, group_size, why):
     with pytest.raises(NotRepresentable, match=why):
         pack_lowbit(rtn_quantize(torch.randn(8, 96), bits, group_size))
+
+
+def graph_with_weights(transposed_weight_node: bool):
+    """x [.., 32] -> MatMul with W.T [32, 16] -> y; W.T either an initializer or a Transpose of W."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    nodes, inits = [], [numpy_helper.from_array(w.T.copy(), "wt")]
+    if transposed_weight_node:
+        nodes, inits = [helper.make_node("Transpose", ["w"], ["wt"])], [numpy_helper.from_array(w, "w")]
+    nodes.append(helper.make_node("MatMul", ["x", "wt"], ["y"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 16])], inits)
+    return onnx.helper.make_model(graph), w
+
+
+def test_a_layer_missing_from_the_graph_is_reported_and_a_weight_used_otherwise_raises():
+    model, w = graph_with_weights(transposed_weight_node=False)
+    nbits = pack_lowbit(rtn_quantize(torch.from_numpy(w), 4, 32))
+    other = np.ones((16, 32), np.float32)
+    replaced = replace_linear_nodes(model, {"fc": nbits, "dropped": nbits}, {"fc": w, "dropped": other}, 0)
+    assert replaced == {"fc": "MatMul"} and [n.op_type for n in model.graph.node] == ["MatMulNBits"]
+    model, w = graph_with_weights(transposed_weight_node=True)
+    with pytest.raises(ValueError, match="not as the weight of a Gemm"):
+        replace_linear_nodes(model, {"fc": nbits}, {"fc": w}, 0)

@@ -32,8 +32,8 @@ def mlp(tmp_path_factory):
     return task, model
 
 
-def realize(spec: str, mlp, tmp_path, accuracy_level=0):
-    task, model = mlp
+def realize(spec: str, task_and_model, tmp_path, accuracy_level=0):
+    task, model = task_and_model
     ctx = Context(task, TorchCPU(), progress=False)
     rt = OnnxRuntimeCPU(accuracy_level=accuracy_level)
     realized = rt.realize(parse_methods(spec)[0], model, ctx, tmp_path / "art")
@@ -44,7 +44,7 @@ def nbits_weights_in_file(path) -> dict[str, NBitsWeight]:
     """Every MatMulNBits of the saved graph, read back from the file (layer name -> its tensors)."""
     graph = onnx.load(str(path)).graph
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    gathers = {n.output[0]: inits[n.input[1]] for n in graph.node if n.op_type == "Gather"}
+    gathers = {n.output[0]: inits[n.input[1]] for n in graph.node if n.name.endswith(".nbits.gather")}
     found = {}
     for node in (n for n in graph.node if n.op_type == "MatMulNBits"):
         attrs = {a.name: a.i for a in node.attribute}
@@ -108,16 +108,6 @@ def test_fp32_export_matches_torch(mlp, tmp_path):
 def test_what_ort_cannot_run_is_unsupported_with_the_reason(spec, why, mlp, tmp_path):
     with pytest.raises(Unsupported, match=why):
         realize(spec, mlp, tmp_path)
-
-
-def test_tasks_with_several_inputs_are_unsupported(mlp, tmp_path):
-    task, model = mlp
-
-    class TextTask:
-        name, traceable = "minilm", False
-
-    with pytest.raises(Unsupported, match="not exported to ONNX yet"):
-        OnnxRuntimeCPU().realize(parse_methods("fp32")[0], model, Context(TextTask(), TorchCPU()), tmp_path / "a")
 
 
 def test_peak_memory_is_measured_in_a_fresh_process(mlp, tmp_path):
@@ -206,3 +196,97 @@ def test_missing_onnxruntime_is_reported_and_skipped_by_all(monkeypatch, capsys)
         deployment_runtimes("onnxruntime")
     main(["runtimes"])
     assert f"onnxruntime: not available here: {reason}" in capsys.readouterr().out
+
+
+# --- transformer tasks: dict inputs, one exported output ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tiny_bert_dir):
+    """The embedding task on a tiny BERT (its pooler is not part of last_hidden_state)."""
+    task = build_task("embedding", model=tiny_bert_dir, eval_samples=32)
+    return task, task.pretrained
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny_llama_dir):
+    task = build_task("lm", model=tiny_llama_dir, seq_len=32, eval_samples=4)
+    return task, task.pretrained
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tiny_gpt2_dir):
+    task = build_task("lm", model=tiny_gpt2_dir, seq_len=32, eval_samples=4)
+    return task, task.pretrained
+
+
+TRANSFORMERS = ["tiny_bert", "tiny_llama", "tiny_gpt2"]
+
+
+def batches_of_other_shapes(task) -> list[dict]:
+    """Three sequences (padded to the longest, for text), and the same cut to 7 tokens: neither is
+    the shape the model was exported with."""
+    batch = task.latency_input(3)
+    return [batch, {name: t[:, :7] for name, t in batch.items()}]
+
+
+def assert_same_output(run, module, task, rtol):
+    for batch in batches_of_other_shapes(task):
+        with torch.no_grad():
+            expected = getattr(module(**batch), task.model_output)
+        got = getattr(run(batch), task.model_output)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("name", TRANSFORMERS)
+def test_transformer_fp32_export_matches_torch(name, request, tmp_path):
+    task, model = request.getfixturevalue(name)
+    realized, run = realize("fp32", (task, model), tmp_path)
+    assert not model.training  # exporting leaves dropout off in the caller's model
+    assert_same_output(run, model, task, rtol=1e-4)
+    inputs = [i.name for i in onnx.load(str(realized.path)).graph.input]
+    assert inputs == list(task.example_input) and "MatMul" in realized.kernel
+
+
+@pytest.mark.parametrize("name,absent", [("tiny_bert", ["pooler.dense"]), ("tiny_llama", []), ("tiny_gpt2", [])])
+def test_transformer_matmul_nbits_holds_the_torch_integers_and_matches_the_torch_model(name, absent, request,
+                                                                                       tmp_path):
+    task, model = request.getfixturevalue(name)
+    quantized = apply_method(parse_methods("rtn:group_size=32")[0], model, Context(task, TorchCPU(), progress=False))
+    realized, run = realize("rtn:group_size=32", (task, model), tmp_path)
+    assert realized.details["nbits_layers_not_in_graph"] == absent
+    in_graph = {name: lw for name, lw in quantized.packed.items() if name not in absent}
+    assert_same_integers(nbits_weights_in_file(realized.path), in_graph)
+    assert_same_output(run, quantized.module, task, rtol=1e-4)
+
+
+def test_ort_rows_for_a_causal_lm_next_to_the_torch_rows(tiny_llama_dir, cache_dir):
+    spec = CompareSpec(task="lm", model=tiny_llama_dir, seq_len=32, eval_samples=4, runtime="torch-cpu,onnxruntime",
+                       batch_sizes=(1, 4), progress=False, cache_dir=cache_dir,
+                       methods="fp32,ptq-dynamic,ptq-static,rtn:group_size=32,gptq:group_size=32,calib_samples=8,qat")
+    rows = {(r.method, r.runtime): r for r in compare(spec).rows}
+    ort = {method: row for (method, runtime), row in rows.items() if runtime == "onnxruntime"}
+    assert ort.pop("qat").status == "unsupported"
+    for method, row in ort.items():
+        assert row.status == "ok", (method, row.error)
+        assert row.metric == "perplexity" and row.peak_memory_bytes > 0
+        assert [lat.batch_size for lat in row.latency] == [1, 4]
+    assert ort["fp32"].quality == pytest.approx(rows["fp32", "torch-cpu"].quality, rel=1e-4)
+    assert ort["rtn:group_size=32"].quality == pytest.approx(rows["rtn:group_size=32", "torch-cpu"].quality, rel=0.02)
+    assert "MatMulNBits" in ort["gptq:group_size=32,calib_samples=8"].kernel
+    assert "QLinearMatMul" in ort["ptq-static"].kernel or "MatMulInteger" in ort["ptq-static"].kernel
+    assert "calibrated on 128 training samples" in " ".join(ort["ptq-static"].notes)
+
+
+def test_minilm_on_onnxruntime(cache_dir):
+    """The real all-MiniLM-L6-v2: ORT's fp32 embeddings are torch's; 4-bit MatMulNBits stays close."""
+    spec = CompareSpec(task="minilm", eval_samples=64, runtime="torch-cpu,onnxruntime", methods="fp32,rtn",
+                       batch_sizes=(1,), memory=False, progress=False, cache_dir=cache_dir)
+    rows = {(r.method, r.runtime): r for r in compare(spec).rows}
+    assert all(r.status == "ok" for r in rows.values()), [r.error for r in rows.values()]
+    assert rows["fp32", "onnxruntime"].quality == pytest.approx(1.0, abs=1e-5)
+    rtn = rows["rtn", "onnxruntime"]
+    assert rtn.quality == pytest.approx(rows["rtn", "torch-cpu"].quality, abs=0.01) and rtn.quality > 0.9
+    assert rtn.details["nbits_layers_not_in_graph"] == ["pooler.dense"]
+    assert rtn.size_bytes < 0.7 * rows["fp32", "onnxruntime"].size_bytes

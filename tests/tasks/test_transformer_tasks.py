@@ -1,5 +1,5 @@
 """Transformer tasks end to end: the real pretrained MiniLM (offline, from its PyPI package)
-and a tiny causal LM saved to disk in the test."""
+and a tiny causal LM saved to disk in the test (``tiny_llama_dir`` in conftest.py)."""
 import math
 
 import pytest
@@ -17,20 +17,6 @@ transformers = pytest.importorskip("transformers")
 
 def run(cache_dir, **kwargs):
     return compare(CompareSpec(batch_sizes=(1,), memory=False, progress=False, cache_dir=cache_dir, **kwargs))
-
-
-@pytest.fixture(scope="module")
-def tiny_llama_dir(tmp_path_factory):
-    """A 2-layer Llama with MiniLM's tokenizer (a real WordPiece vocabulary), saved to disk."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path())
-    config = transformers.LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, intermediate_size=128,
-                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                      max_position_embeddings=64)
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def test_minilm_gptq_keeps_embeddings_closer_than_rtn(cache_dir):

@@ -36,10 +36,12 @@ with torch.inference_mode():
     m(x)"""
 
 
-def peak_memory_bytes(artifact: Path, input_shape: list[int], threads: int, option: str | None = None,
+def peak_memory_bytes(artifact: Path, input_shape: list[int] | dict, threads: int, option: str | None = None,
                       imports: str = TORCHSCRIPT_IMPORTS, load_and_run: str = TORCHSCRIPT_LOAD_AND_RUN) -> int:
     """Peak RSS growth of a fresh process that loads ``artifact`` and runs one batch.
-    ``imports`` runs before the baseline is taken (it may define ``x``); ``load_and_run`` after."""
+    ``input_shape`` (any JSON value) reaches the probe as ``shape``: a tensor's shape, or what a
+    runtime's ``imports`` needs to build its inputs. ``imports`` runs before the baseline is taken
+    (it may define ``x``); ``load_and_run`` after."""
     code = _PROBE.format(imports=imports, load_and_run=load_and_run)
     done = subprocess.run(
         [sys.executable, "-c", code, str(artifact), json.dumps(input_shape), str(threads), option or "none"],

@@ -170,85 +170,121 @@ def replace_linear_nodes(model, weights: dict[str, NBitsWeight], dense: dict[str
                          accuracy_level: int) -> dict[str, str]:
     """Replace each quantized layer's Gemm/MatMul in ``model`` (an onnx.ModelProto, changed in place)
     by MatMulNBits. ``dense``: each layer's weight [N, K] as exported, used to find its node (by
-    initializer name ``<layer>.weight``, else by value). Returns layer -> replaced node type."""
-    from onnx import helper, numpy_helper
+    initializer name ``<layer>.weight``, else by value: torch exports ``nn.Linear`` on 2-D inputs as
+    Gemm with the weight as is, on 3-D inputs as MatMul with the weight transposed and an Add for
+    the bias, which then stays as is; GPT-2's Conv1D as Gemm on its [K, N] weight). Returns
+    layer -> replaced node type; a layer whose weight is nowhere in the graph (its output does not
+    reach the graph's outputs, so the exporter dropped it) is not in it. A weight that is in the
+    graph, but not as a Gemm/MatMul operand, raises."""
+    from onnx import helper
 
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     replaced: dict[str, str] = {}
     for layer, w in weights.items():
         node = _find_node(graph, inits, layer, dense[layer])
-        replaced[layer] = node.op_type
-        prefix = f"{layer}.nbits"
-        a_input, bias = node.input[0], _gemm_bias(node, inits) if node.op_type == "Gemm" else ""
-        new_inits = [numpy_helper.from_array(w.B, f"{prefix}.B"), numpy_helper.from_array(w.scales, f"{prefix}.scales")]
-        inputs = [a_input, f"{prefix}.B", f"{prefix}.scales"]
-        if w.zero_points is not None:
-            new_inits.append(numpy_helper.from_array(w.zero_points, f"{prefix}.zero_points"))
-            inputs.append(f"{prefix}.zero_points")
-        else:
-            inputs.append("")
-        new_nodes = []
-        if w.perm is not None:
-            new_inits.append(numpy_helper.from_array(w.perm.astype(np.int64), f"{prefix}.perm"))
-            new_nodes.append(helper.make_node("Gather", [a_input, f"{prefix}.perm"], [f"{prefix}.A"], axis=-1,
-                                              name=f"{prefix}.gather"))
-            inputs[0] = f"{prefix}.A"
-        if bias:
-            inputs += ["", bias]
-        attrs = {"K": w.K, "N": w.N, "bits": w.bits, "block_size": w.block_size}
-        if accuracy_level:
-            attrs["accuracy_level"] = accuracy_level
-        new_nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output), name=f"{prefix}.matmul",
-                                          domain="com.microsoft", **attrs))
-        position = list(graph.node).index(node)
-        graph.node.remove(node)
-        for offset, new in enumerate(new_nodes):
-            graph.node.insert(position + offset, new)
-        graph.initializer.extend(new_inits)
+        if node is not None:
+            replaced[layer] = node.op_type
+            _replace_node(graph, node, inits, layer, w, accuracy_level)
     _drop_unused_initializers(graph)
     if not any(op.domain == "com.microsoft" for op in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return replaced
 
 
-def _find_node(graph, inits, layer: str, weight: np.ndarray):
-    """The Gemm (transB=1, weight [N, K]) or MatMul (weight [K, N]) computing ``layer``."""
-    from onnx import numpy_helper
+def _replace_node(graph, node, inits, layer: str, w: NBitsWeight, accuracy_level: int) -> None:
+    """``node`` (Gemm or MatMul) -> MatMulNBits on ``w``'s tensors, after a Gather for act-order."""
+    from onnx import helper, numpy_helper
 
+    prefix = f"{layer}.nbits"
+    a_input, bias = node.input[0], _gemm_bias(node, graph, inits) if node.op_type == "Gemm" else ""
+    new_inits = [numpy_helper.from_array(w.B, f"{prefix}.B"), numpy_helper.from_array(w.scales, f"{prefix}.scales")]
+    inputs = [a_input, f"{prefix}.B", f"{prefix}.scales"]
+    if w.zero_points is not None:
+        new_inits.append(numpy_helper.from_array(w.zero_points, f"{prefix}.zero_points"))
+        inputs.append(f"{prefix}.zero_points")
+    else:
+        inputs.append("")
+    new_nodes = []
+    if w.perm is not None:
+        new_inits.append(numpy_helper.from_array(w.perm.astype(np.int64), f"{prefix}.perm"))
+        new_nodes.append(helper.make_node("Gather", [a_input, f"{prefix}.perm"], [f"{prefix}.A"], axis=-1,
+                                          name=f"{prefix}.gather"))
+        inputs[0] = f"{prefix}.A"
+    if bias:
+        inputs += ["", bias]
+    attrs = {"K": w.K, "N": w.N, "bits": w.bits, "block_size": w.block_size}
+    if accuracy_level:
+        attrs["accuracy_level"] = accuracy_level
+    new_nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output), name=f"{prefix}.matmul",
+                                      domain="com.microsoft", **attrs))
+    position = list(graph.node).index(node)
+    graph.node.remove(node)
+    for offset, new in enumerate(new_nodes):
+        graph.node.insert(position + offset, new)
+    graph.initializer.extend(new_inits)
+
+
+def _find_node(graph, inits, layer: str, weight: np.ndarray):
+    """The Gemm or MatMul computing ``layer`` (its weight [N, K] stored as is, or transposed); None
+    when no initializer of the graph holds the weight."""
     for node in graph.node:
-        if node.op_type not in ("Gemm", "MatMul") or len(node.input) < 2 or node.input[1] not in inits:
-            continue
-        if node.op_type == "Gemm" and not _plain_gemm(node):
+        layout = _weight_layout(node)
+        if layout is None or node.input[1] not in inits:
             continue
         stored = inits[node.input[1]]
-        if node.op_type == "Gemm" and stored.name == f"{layer}.weight":
+        if layout == "NK" and stored.name == f"{layer}.weight":
             return node
-        if tuple(stored.dims) != (weight.shape if node.op_type == "Gemm" else weight.shape[::-1]):
-            continue
-        value = numpy_helper.to_array(stored)
-        if np.array_equal(value, weight if node.op_type == "Gemm" else weight.T):
+        if _holds(stored, weight if layout == "NK" else weight.T):
             return node
-    raise ValueError(f"layer {layer!r}: no Gemm/MatMul with its weight in the exported ONNX graph")
+    if any(_holds(t, weight) or _holds(t, weight.T) for t in inits.values()):
+        raise ValueError(f"layer {layer!r}: its weight is in the exported ONNX graph, but not as the weight "
+                         f"of a Gemm or MatMul")
+    return None
 
 
-def _plain_gemm(node) -> bool:
-    """Y = A @ B.T + C with alpha = beta = 1: what torch exports for nn.Linear."""
+def _holds(initializer, value: np.ndarray) -> bool:
+    from onnx import numpy_helper
+
+    return tuple(initializer.dims) == value.shape and np.array_equal(numpy_helper.to_array(initializer), value)
+
+
+def _weight_layout(node) -> str | None:
+    """How the node holds a layer's weight: 'KN' for MatMul and for Gemm ``Y = A @ B + C`` (GPT-2's
+    Conv1D), 'NK' for Gemm ``Y = A @ B.T + C`` (nn.Linear on 2-D inputs); None for other nodes
+    and Gemms (alpha or beta != 1, transposed A)."""
+    if node.op_type == "MatMul" and len(node.input) == 2:
+        return "KN"
+    if node.op_type != "Gemm":
+        return None
     attrs = {a.name: a for a in node.attribute}
+
     def get(name, default):
         if name not in attrs:
             return default
         return attrs[name].f if attrs[name].type == attrs[name].FLOAT else attrs[name].i
 
-    return get("transA", 0) == 0 and get("transB", 0) == 1 and get("alpha", 1.0) == 1.0 and get("beta", 1.0) == 1.0
+    if get("transA", 0) != 0 or get("alpha", 1.0) != 1.0 or get("beta", 1.0) != 1.0:
+        return None
+    return "NK" if get("transB", 0) == 1 else "KN"
 
 
-def _gemm_bias(node, inits) -> str:
+def _gemm_bias(node, graph, inits) -> str:
+    """The Gemm's bias input ('' if none): a constant vector, an initializer or an Identity of one
+    (the exporter shares equal constants, e.g. all-zero biases, through Identity nodes)."""
     if len(node.input) < 3 or not node.input[2]:
         return ""
-    if node.input[2] not in inits or len(inits[node.input[2]].dims) != 1:
+    source = _through_identities(graph, node.input[2])
+    if source not in inits or len(inits[source].dims) != 1:
         raise ValueError(f"Gemm {node.name!r}: bias is not a constant vector")
     return node.input[2]
+
+
+def _through_identities(graph, name: str) -> str:
+    producers = {out: n for n in graph.node for out in n.output}
+    while name in producers and producers[name].op_type == "Identity":
+        name = producers[name].input[0]
+    return name
 
 
 def _drop_unused_initializers(graph) -> None:

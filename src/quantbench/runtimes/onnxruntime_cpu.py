@@ -1,8 +1,10 @@
-"""ONNX Runtime on CPU: the FP32 model exported to one ``.onnx`` file, then
+"""ONNX Runtime on CPU: the FP32 model exported to one ``.onnx`` file (see ``onnx_export.py``; for
+transformers tasks, named dict inputs and the one output the task reads), then
 
 - ``fp32``: the exported graph as is;
 - ``ptq-dynamic`` / ``ptq-static``: ONNX Runtime's own int8 quantizers (``quantize_dynamic``;
-  ``quantize_static`` in QDQ format with its calibrators);
+  ``quantize_static`` in QDQ format with its calibrators) on the layers with weights
+  (MatMul/Gemm/Conv), not on attention's activation x activation products;
 - ``rtn`` / ``gptq``: quantbench's packed low-bit weights (the same integers as the torch rows,
   never re-quantized) fed to ``com.microsoft.MatMulNBits`` (see ``matmul_nbits.py``);
 - ``qat``: the torch int8 model that QAT converts to, exported to ONNX as QuantizeLinear /
@@ -19,13 +21,13 @@ import contextlib
 import importlib.util
 import io
 import logging
-import sys
 import tempfile
 import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -33,12 +35,14 @@ from torch import nn
 
 from ..errors import UserError
 from ..measure.memory import peak_memory_bytes
+from ..tasks.base import batch_rows
 from .base import RUNTIMES, Realized, Runner
+from .onnx_export import export_onnx, exported, input_types, to_feeds
 
 INSTALL_HINT = "pip install 'quantbench[onnx]'"
 _OBSERVER_TO_ORT = {"minmax": "MinMax", "histogram": "Entropy", "percentile": "Percentile"}
-_OPSET = 17
 _COMPUTE_OPS = ("MatMul", "Gemm", "Conv", "Quantize", "Attention")
+_LAYER_OPS = ("MatMul", "Gemm", "Conv")  # the layers (with a weight) that ptq-static quantizes
 
 
 @RUNTIMES.register("onnxruntime")
@@ -73,9 +77,6 @@ class OnnxRuntimeCPU:
     def realize(self, config, fp32: nn.Module, ctx, stem: Path) -> Realized:
         from ..methods import Unsupported
 
-        if not ctx.task.traceable:
-            raise Unsupported(f"onnxruntime rows need a model with one tensor input; task '{ctx.task.name}' "
-                              f"(transformers) is not exported to ONNX yet")
         build = _BUILDERS.get(config.name)
         if build is None:
             raise Unsupported(f"method '{config.name}' has no ONNX Runtime path")
@@ -86,6 +87,7 @@ class OnnxRuntimeCPU:
         realized.notes.append(f"ONNX Runtime runs {_count_text(ops['run'])} "
                               f"(the file holds {_count_text(ops['saved'])})")
         realized.details.update({"ort_ops_run": ops["run"], "ort_ops_saved": ops["saved"],
+                                 "onnx_inputs": list(input_types(path)),
                                  "ort_threads": torch.get_num_threads(), "ort_version": _ort_version()})
         extra = external_data_files(path)
         if extra:
@@ -93,11 +95,12 @@ class OnnxRuntimeCPU:
         return realized
 
     def load(self, path: Path, task) -> Runner:
-        return OrtRunner(make_session(path, torch.get_num_threads()))
+        return OrtRunner(make_session(path, torch.get_num_threads()), input_types(path))
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
-        shape = list(task.latency_input(batch_size).shape)
-        return peak_memory_bytes(path, shape, threads, imports=_ORT_IMPORTS, load_and_run=_ORT_LOAD_AND_RUN)
+        feeds = to_feeds(task.latency_input(batch_size), input_types(path))
+        inputs = {name: [list(a.shape), a.dtype.name] for name, a in feeds.items()}
+        return peak_memory_bytes(path, inputs, threads, imports=_ORT_IMPORTS, load_and_run=_ORT_LOAD_AND_RUN)
 
 
 # --- one builder per method -------------------------------------------------------------------
@@ -105,22 +108,23 @@ class OnnxRuntimeCPU:
 
 def _fp32(rt, config, fp32, ctx, path) -> Realized:
     start = time.perf_counter()
-    export_onnx(fp32, ctx.task.example_input, path)
+    export_onnx(fp32, ctx.task, path)
     return Realized(path, "onnxruntime CPU fp32 (MLAS)", 0.0, [], {"onnx_export_seconds": time.perf_counter() - start})
 
 
 def _ptq_dynamic(rt, config, fp32, ctx, path) -> Realized:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _exported(fp32, ctx.task.example_input) as source:
+    with exported(fp32, ctx.task) as source:
         start = time.perf_counter()
         with quiet_ort_quantization():
             quantize_dynamic(source, path, weight_type=QuantType.QInt8, per_channel=config.per_channel,
-                             reduce_range=_reduce_range(), op_types_to_quantize=["MatMul", "Gemm"])
+                             reduce_range=_reduce_range(), op_types_to_quantize=["MatMul", "Gemm"],
+                             nodes_to_exclude=_unweighted_nodes(source))
         seconds = time.perf_counter() - start
     notes = [f"ONNX Runtime quantize_dynamic: int8 weights ({'per channel' if config.per_channel else 'per tensor'}), "
-             f"uint8 activations quantized per batch at run time; linear layers only (MatMul/Gemm), as the method "
-             f"defines" + _reduce_range_note()]
+             f"uint8 activations quantized per batch at run time; linear layers only (MatMul/Gemm with a weight; "
+             f"not the activation x activation products of attention), as the method defines" + _reduce_range_note()]
     return Realized(path, "onnxruntime CPU int8 dynamic (MLAS)", seconds, notes)
 
 
@@ -129,35 +133,38 @@ def _ptq_static(rt, config, fp32, ctx, path) -> Realized:
 
     calib = ctx.task.calibration_inputs(config.calib_samples, config.calib_batch)
     method = _OBSERVER_TO_ORT[config.observer]
-    extra = {"CalibPercentile": config.percentile} if config.observer == "percentile" else {}
-    with _exported(fp32, ctx.task.example_input) as source:
+    extra = {"CalibStridedMinMax": 1}  # one batch at a time (see _CalibrationReader)
+    if config.observer == "percentile":
+        extra["CalibPercentile"] = config.percentile
+    with exported(fp32, ctx.task) as source:
         start = time.perf_counter()
         with quiet_ort_quantization():
-            quantize_static(source, path, _CalibrationReader(_input_name(source), calib), quant_format=QuantFormat.QDQ,
+            quantize_static(source, path, _CalibrationReader(input_types(source), calib), quant_format=QuantFormat.QDQ,
                             per_channel=config.per_channel, reduce_range=_reduce_range(),
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=getattr(CalibrationMethod, method), extra_options=extra)
+                            calibrate_method=getattr(CalibrationMethod, method), extra_options=extra,
+                            op_types_to_quantize=list(_LAYER_OPS),
+                            nodes_to_exclude=_unweighted_nodes(source))
         seconds = time.perf_counter() - start
     mapping = {"minmax": "MinMax", "histogram": "Entropy (KL divergence; torch's histogram observer minimizes L2 "
                                                 "error instead, so the ranges differ)",
                "percentile": f"Percentile ({config.percentile})"}[config.observer]
-    notes = [f"ONNX Runtime quantize_static, QDQ format, calibrated on {sum(len(b) for b in calib)} training samples; "
+    notes = [f"ONNX Runtime quantize_static, QDQ format, calibrated on {sum(map(batch_rows, calib))} training samples; "
              f"observer {config.observer} -> ORT CalibrationMethod.{mapping}; int8 weights "
-             f"({'per channel' if config.per_channel else 'per tensor'}), uint8 activations" + _reduce_range_note()]
+             f"({'per channel' if config.per_channel else 'per tensor'}), uint8 activations; layers with weights "
+             f"only (MatMul/Gemm/Conv)" + _reduce_range_note()]
     return Realized(path, "onnxruntime CPU int8 static QDQ (MLAS)", seconds, notes)
 
 
 def _qat(rt, config, fp32, ctx, path) -> Realized:
     quantized, seconds = ctx.quantize(config, fp32)
-    export_onnx(quantized.module, ctx.task.example_input, path)
+    export_onnx(quantized.module, ctx.task, path)
     notes = quantized.notes + ["the torch int8 model (fine-tuned, converted) exported as QuantizeLinear/"
                                "DequantizeLinear around float ops: its int8 weights, scales and zero points as is"]
     return Realized(path, "onnxruntime CPU int8 QDQ from torch QAT (MLAS)", seconds, notes, quantized.details)
 
 
 def _lowbit(rt, config, fp32, ctx, path) -> Realized:
-    import onnx
-
     from ..methods import Unsupported
     from . import matmul_nbits
 
@@ -167,17 +174,39 @@ def _lowbit(rt, config, fp32, ctx, path) -> Realized:
     except matmul_nbits.NotRepresentable as e:
         raise Unsupported(f"{config.label()} on onnxruntime: {e}") from None
     _check_same_integers(quantized.packed, weights)
-    with _exported(quantized.module, ctx.task.example_input) as source:
-        model = onnx.load(source)
-    dense = {name: _weight_out_in(quantized.module, name) for name in weights}
-    matmul_nbits.replace_linear_nodes(model, weights, dense, rt.accuracy_level)
-    onnx.save_model(model, str(path))
+    absent = _write_nbits_graph(quantized.module, weights, ctx.task, rt.accuracy_level, path)
+    weights = {name: w for name, w in weights.items() if name not in absent}
     details = quantized.details | {"ort_accuracy_level": rt.accuracy_level, "same_integers_checked": True,
                                    "nbits_block_sizes": sorted({w.block_size for w in weights.values()}),
-                                   }
+                                   "nbits_layers_not_in_graph": absent}
+    notes = quantized.notes + _nbits_notes(config.bits, weights, rt.accuracy_level) + _absent_notes(absent, ctx.task)
     kernel = f"onnxruntime CPU MatMulNBits int{config.bits} accuracy_level {rt.accuracy_level} (MLAS)"
-    return Realized(path, kernel, seconds, quantized.notes + _nbits_notes(config.bits, weights, rt.accuracy_level),
-                    details)
+    return Realized(path, kernel, seconds, notes, details)
+
+
+def _write_nbits_graph(module: nn.Module, weights: dict, task, accuracy_level: int, path: Path) -> list[str]:
+    """Export ``module``, put MatMulNBits on ``weights`` in place of their layers' MatMul/Gemm, save
+    to ``path``; returns the quantized layers the exported graph does not contain."""
+    import onnx
+
+    from . import matmul_nbits
+
+    with exported(module, task) as source:
+        model = onnx.load(source)
+    dense = {name: _weight_out_in(module, name) for name in weights}
+    replaced = matmul_nbits.replace_linear_nodes(model, weights, dense, accuracy_level)
+    if not replaced:
+        raise RuntimeError("none of the quantized layers is in the exported ONNX graph")
+    onnx.save_model(model, str(path))
+    return [name for name in weights if name not in replaced]
+
+
+def _absent_notes(absent: list[str], task) -> list[str]:
+    if not absent:
+        return []
+    output = getattr(task, "model_output", "the model's output")
+    return [f"quantized but not in the ONNX file: {', '.join(absent)} (their output does not reach {output}, "
+            f"so the exporter leaves them out)"]
 
 
 def _nbits_notes(bits: int, weights: dict, accuracy_level: int) -> list[str]:
@@ -198,23 +227,6 @@ _BUILDERS = {"fp32": _fp32, "ptq-dynamic": _ptq_dynamic, "ptq-static": _ptq_stat
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
-    """One ``.onnx`` file (TorchScript-based exporter, offline), input 'input' with a dynamic batch axis."""
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (example,), str(path), dynamo=False, opset_version=_OPSET,
-                          input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    return path
-
-
-@contextlib.contextmanager
-def _exported(module: nn.Module, example: torch.Tensor):
-    """The model exported to a temporary ``.onnx`` file (the input of ORT's quantizers)."""
-    with tempfile.TemporaryDirectory(prefix="quantbench-onnx-") as tmp:
-        yield str(export_onnx(module, example, Path(tmp) / "fp32.onnx"))
 
 
 def make_session(path: Path, threads: int, optimized_path: Path | None = None):
@@ -253,16 +265,20 @@ def external_data_files(path: Path) -> list[Path]:
 
 
 class OrtRunner:
-    """Feeds a torch batch to an ORT session as numpy and returns the first output as a tensor."""
+    """Feeds a task batch to an ORT session as numpy: a tensor, or a dict of tensors fed by input
+    name (``types``: the graph's inputs). A tensor batch gives the first output as a tensor; a dict
+    batch gives an object with one tensor attribute per output, as transformers models do
+    (``run(batch).last_hidden_state``)."""
 
-    def __init__(self, session):
-        self.session = session
-        self.input = session.get_inputs()[0].name
-        self.output = session.get_outputs()[0].name
+    def __init__(self, session, types: dict[str, np.dtype]):
+        self.session, self.types = session, types
+        self.outputs = [o.name for o in session.get_outputs()]
 
     def __call__(self, batch):
-        x = np.ascontiguousarray(batch.detach().numpy() if isinstance(batch, torch.Tensor) else batch, np.float32)
-        return torch.from_numpy(self.session.run([self.output], {self.input: x})[0])
+        values = [torch.from_numpy(v) for v in self.session.run(self.outputs, to_feeds(batch, self.types))]
+        if isinstance(batch, dict):
+            return SimpleNamespace(**dict(zip(self.outputs, values)))
+        return values[0]
 
 
 @contextlib.contextmanager
@@ -283,19 +299,35 @@ def quiet_ort_quantization():
 
 
 class _CalibrationReader:
-    """ORT's CalibrationDataReader protocol (``get_next`` until None) over the task's calibration batches."""
+    """ORT's CalibrationDataReader protocol over the task's calibration batches: ``get_next`` until
+    None, within the range ``set_range`` chose. With ``CalibStridedMinMax=1`` ORT's calibrators
+    (all of them, despite the name) collect one batch per range and merge the ranges / histograms:
+    one batch of activations in memory at a time, and batches may differ in shape (text batches
+    padded to their own longest sentence; a smaller last batch), which ORT cannot stack."""
 
-    def __init__(self, input_name: str, batches: list[torch.Tensor]):
-        self._feeds = iter([{input_name: b.numpy().astype(np.float32)} for b in batches])
+    def __init__(self, types: dict[str, np.dtype], batches: list):
+        self._batches = [to_feeds(b, types) for b in batches]
+        self.set_range(0, len(self._batches))
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._feeds = iter(self._batches[start_index:end_index])
 
     def get_next(self):
         return next(self._feeds, None)
 
 
-def _input_name(path: str) -> str:
+def _unweighted_nodes(path: str) -> list[str]:
+    """Names of the MatMul/Gemm/Conv nodes whose second operand is not a weight (an initializer):
+    the activation x activation products of attention, which the int8 methods leave in float
+    (they quantize layers with weights)."""
     import onnx
 
-    return onnx.load(path, load_external_data=False).graph.input[0].name
+    graph = onnx.load(path, load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    return [n.name for n in graph.node if n.op_type in _LAYER_OPS and n.input[1] not in weights]
 
 
 def _reduce_range() -> bool:
@@ -363,9 +395,9 @@ def _ort_version() -> str:
 
 
 _ORT_IMPORTS = """import numpy as np, onnxruntime as ort
-x = np.random.randn(*shape).astype(np.float32)"""
+x = {name: np.ones(dims, dtype) for name, (dims, dtype) in shape.items()}"""
 
 _ORT_LOAD_AND_RUN = """options = ort.SessionOptions()
 options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
 session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-session.run(None, {session.get_inputs()[0].name: x})"""
+session.run(None, x)"""

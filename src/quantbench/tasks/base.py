@@ -1,7 +1,7 @@
 """What is measured: a model, its data splits and a metric."""
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -116,7 +116,9 @@ class Task(TaskBase):
 
 @dataclass(kw_only=True)
 class PretrainedTask(TaskBase):
-    """A task around a pretrained Hugging Face model: no training, inputs are dicts of tensors."""
+    """A task around a pretrained Hugging Face model: no training, inputs are dicts of tensors.
+    ``model_output``: the field of the model's output that ``evaluate`` reads (the one output an
+    ONNX export of the model needs)."""
 
     name: str
     description: str
@@ -125,6 +127,12 @@ class PretrainedTask(TaskBase):
     notes: list[str] = field(default_factory=list)
     default_methods: str = PRETRAINED_METHODS
     traceable = False
+    model_output: ClassVar[str]
+
+
+def batch_rows(batch) -> int:
+    """Samples in a batch: a tensor's first dimension, or that of a dict's tensors."""
+    return len(next(iter(batch.values())) if isinstance(batch, dict) else batch)
 
 
 def repeat_to(items, size: int):

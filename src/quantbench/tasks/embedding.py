@@ -20,6 +20,7 @@ class EmbeddingTask(PretrainedTask):
     eval_sentences: list[str]
     max_length: int = 128
     batch_size: int = 64
+    model_output = "last_hidden_state"
 
     @property
     def example_input(self) -> dict:

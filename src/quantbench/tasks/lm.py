@@ -20,6 +20,7 @@ class LMTask(PretrainedTask):
     calib_segments: torch.Tensor
     latency_tokens: int = 128
     seed: int = 0
+    model_output = "logits"
 
     @property
     def example_input(self) -> dict:

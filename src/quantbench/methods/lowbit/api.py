@@ -8,6 +8,7 @@ from torch import nn
 
 from ...config import MethodConfig, option, register_method
 from ...errors import UserError
+from ...tasks.base import batch_rows
 from ..base import Context, Quantized, Unsupported, quantizes
 from .artifact import lowbit_fingerprint
 from .driver import quantize_model
@@ -94,7 +95,7 @@ def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Qua
                               label=config.name)
     packed = {name: lw for name, (lw, _) in done.items()}
     notes = [f"{len(packed)} layer(s) quantized to {config.bits}-bit"
-             + (f" on {sum(_batch_rows(b) for b in calib)} calibration samples" if is_gptq else "")]
+             + (f" on {sum(batch_rows(b) for b in calib)} calibration samples" if is_gptq else "")]
     notes += skipped_notes(selection.skipped)
     details = {"layers": {name: info for name, (_, info) in done.items() if info},
                "lowbit_sha256": lowbit_fingerprint(packed)}
@@ -114,9 +115,3 @@ def skipped_notes(skipped: list[tuple[str, str]]) -> list[str]:
     for name, reason in skipped:
         by_reason.setdefault(reason, []).append(name)
     return [f"kept fp32 ({reason}): {', '.join(names)}" for reason, names in by_reason.items()]
-
-
-def _batch_rows(batch) -> int:
-    if isinstance(batch, dict):
-        return len(next(iter(batch.values())))
-    return len(batch)

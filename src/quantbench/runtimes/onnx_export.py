@@ -1,0 +1,87 @@
+"""A task's model as one ``.onnx`` file (the TorchScript-based exporter, ``dynamo=False``: offline,
+and what ONNX Runtime's quantizers expect), and the inputs that file takes.
+
+- Tasks with one tensor input: input ``input``, output ``output``, dynamic batch axis.
+- Tasks with dict inputs (transformers): one input per key of the batch dict (``input_ids``,
+  ``attention_mask``, ...), dynamic batch and sequence axes, and one output: the field the task's
+  ``evaluate`` reads (``task.model_output``, e.g. ``last_hidden_state`` or ``logits``). Computation
+  that does not reach it (e.g. BERT's pooler) is not in the file. Inputs the graph does not use
+  are dropped by the exporter; ``input_types`` lists the ones it kept.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+OPSET = 17
+_PER_TOKEN_AXES = {0: "batch", 1: "sequence"}
+
+
+def export_onnx(module: nn.Module, task, path: Path) -> Path:
+    """``module`` (run on ``task``'s inputs) written to ``path``; warnings and exporter prints hidden."""
+    exported, args, inputs, outputs, axes = _export_signature(module, task)
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(exported, args, str(path), dynamo=False, opset_version=OPSET, input_names=inputs,
+                          output_names=outputs, dynamic_axes=axes)
+    return path
+
+
+@contextlib.contextmanager
+def exported(module: nn.Module, task):
+    """The model exported to a temporary ``.onnx`` file (the input of ORT's quantizers)."""
+    with tempfile.TemporaryDirectory(prefix="quantbench-onnx-") as tmp:
+        yield str(export_onnx(module, task, Path(tmp) / "fp32.onnx"))
+
+
+def input_types(path) -> dict[str, np.dtype]:
+    """Name -> numpy dtype of each input of the ``.onnx`` file, in order."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return {i.name: tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in graph.input}
+
+
+def to_feeds(batch, types: dict[str, np.dtype]) -> dict[str, np.ndarray]:
+    """An ORT feed dict from a task batch (a tensor, or a dict of tensors fed by name)."""
+    if not isinstance(batch, dict):
+        (name,) = types
+        batch = {name: batch}
+    return {name: np.ascontiguousarray(_numpy(batch[name]), dtype) for name, dtype in types.items()}
+
+
+class OutputOf(nn.Module):
+    """A transformers model called with positional tensors (the batch dict's values, in key
+    order) that returns the one output field the task reads."""
+
+    def __init__(self, model: nn.Module, input_names: list[str], field: str):
+        super().__init__()
+        self.model, self.input_names, self.field = model, input_names, field
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model(**dict(zip(self.input_names, inputs))), self.field)
+
+
+def _export_signature(module: nn.Module, task):
+    """(module to export, example args, input names, output names, dynamic axes).
+    The exporter restores the exported module's train/eval mode afterwards: it is put in eval
+    mode here, so the caller's model is left in eval mode (a fresh wrapper would be in training
+    mode and switch dropout back on in the wrapped model)."""
+    example = task.example_input
+    if not isinstance(example, dict):
+        return module.eval(), (example,), ["input"], ["output"], {"input": {0: "batch"}, "output": {0: "batch"}}
+    names, field = list(example), task.model_output
+    axes = {name: _PER_TOKEN_AXES for name in [*names, field]}
+    return OutputOf(module, names, field).eval(), tuple(example.values()), names, [field], axes
+
+
+def _numpy(value) -> np.ndarray:
+    return value.detach().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
