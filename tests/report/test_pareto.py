@@ -19,3 +19,22 @@ def test_busy_machine_is_flagged():
 
     assert busy_machine_warning({"load_average": [1.9, 1, 1], "cpu_count": 2})
     assert busy_machine_warning({"load_average": [0.2, 1, 1], "cpu_count": 2}) is None
+
+
+def test_conclusions_compare_runtimes_when_their_fp32_speeds_differ():
+    from quantbench.measure.latency import Latency
+    from quantbench.report.pareto import conclusions
+    from quantbench.results import Row
+
+    def row(method, runtime, ms):
+        return Row(method, {}, "t", runtime, quality=0.9, agreement=1.0, size_bytes=100,
+                   latency=[Latency(1, ms, ms, ms, 10, 1000 / ms)])
+
+    rows = [row("fp32", "torch-cpu", 0.6), row("rtn", "torch-cpu", 0.08),
+            row("fp32", "onnxruntime", 0.12), row("rtn", "onnxruntime", 0.03)]
+    lines = conclusions(rows, [1])
+    assert "rtn: 1.0x smaller, 7.50x faster than fp32 at batch 1" in " ".join(lines)
+    assert lines[-1] == ("Across runtimes at batch 1: fp32 on onnxruntime is 5.00x faster than on torch-cpu, so "
+                         "speed-ups are per runtime; the fastest row, rtn@onnxruntime, is 4.00x faster than the "
+                         "fastest fp32 (fp32@onnxruntime).")
+    assert not any(line.startswith("Across") for line in conclusions(rows[:2], [1]))

@@ -40,8 +40,25 @@ def conclusions(rows: list[Row], batch_sizes: list[int]) -> list[str]:
         base = fp32_baseline(rows, row.runtime)
         if base and row is not base:
             lines.append(_versus_fp32(row, base, batch_sizes[0]))
+    lines += _across_runtimes(rows, batch_sizes[0])
     lines += [f"{r.label}: {r.status} ({r.error})" for r in rows if r.status != "ok"]
     return lines
+
+
+def _across_runtimes(rows: list[Row], batch_size: int) -> list[str]:
+    """With several runtimes, speed-ups against each runtime's own fp32 hide that one fp32 may be
+    much faster than another: compare the fastest row with the fastest fp32 too."""
+    timed = [r for r in ok_rows(rows) if r.latency_at(batch_size)]
+    fp32 = sorted((r for r in timed if r.method == "fp32"), key=lambda r: r.latency_at(batch_size).median_ms)
+    if len(fp32) < 2:
+        return []
+    fastest_fp32, slowest_fp32 = fp32[0], fp32[-1]
+    best = min(timed, key=lambda r: r.latency_at(batch_size).median_ms)
+    ratio = slowest_fp32.latency_at(batch_size).median_ms / fastest_fp32.latency_at(batch_size).median_ms
+    gain = fastest_fp32.latency_at(batch_size).median_ms / best.latency_at(batch_size).median_ms
+    return [f"Across runtimes at batch {batch_size}: fp32 on {fastest_fp32.runtime} is {ratio:.2f}x faster than on "
+            f"{slowest_fp32.runtime}, so speed-ups are per runtime; the fastest row, {best.label}, is {gain:.2f}x "
+            f"faster than the fastest fp32 ({fastest_fp32.label})."]
 
 
 def _versus_fp32(row: Row, base: Row, batch_size: int) -> str:
