@@ -81,3 +81,35 @@ def test_minilm_missing_package_is_a_clear_error(monkeypatch):
         minilm_path()
 
 
+
+
+@pytest.mark.parametrize("model_dir, kind", [("tiny_gpt2_dir", "lm"), ("tiny_llama_dir", "lm"),
+                                             ("tiny_bert_dir", "embedding")])
+def test_torch_cpu_loads_hf_artifacts_into_a_weightless_skeleton(model_dir, kind, request, tmp_path):
+    """torch-cpu builds HF models for artifacts from their config (parameters on meta, no weights
+    read), ties embeddings again (GPT-2), gives the outputs of the artifact's weights, and its peak
+    memory is measured in a fresh process for every artifact kind."""
+    from quantbench.config import parse_methods
+    from quantbench.methods import Context
+    from quantbench.methods.lowbit.artifact import load_lowbit
+    from quantbench.runtimes import TorchCPU
+
+    folder = request.getfixturevalue(model_dir)
+    task = build_task(kind, model=folder, **({"seq_len": 32, "eval_samples": 4} if kind == "lm" else
+                                             {"eval_samples": 16}))
+    model, runtime = task.build_model(), TorchCPU()
+    ctx = Context(task, runtime, progress=False)
+    batch = task.latency_input(2)
+    for spec in ("fp32", "rtn:group_size=32", "ptq-dynamic"):
+        realized = runtime.realize(parse_methods(spec)[0], model, ctx, tmp_path / spec.replace(":", "_"))
+        run = runtime.load(realized.path, task)
+        out = getattr(run(batch), task.model_output)
+        if realized.path.suffix == ".safetensors":
+            with torch.inference_mode():
+                expected = getattr(load_lowbit(realized.path, task.build_model())(**batch), task.model_output)
+            tolerance = 1e-5 if spec == "fp32" else 0.03
+            assert (out - expected).abs().max() <= tolerance * expected.abs().max(), spec
+            head = getattr(run.module, "lm_head", None)
+            if head is not None and model.config.tie_word_embeddings:
+                assert head.weight is run.module.get_input_embeddings().weight
+        assert runtime.peak_memory(realized.path, task, 2, 1) > 0, spec

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..measure.memory import peak_memory_bytes
 from ..quiet import quiet_torch_quantization
+from ..tasks.skeleton import build_skeleton
 from .base import RUNTIMES, Realized, Runner
 from .weight_only import cpu_kernel_summary, load_with_kernels
 
@@ -72,17 +73,16 @@ class TorchCPU:
         return Realized(path, kernel, seconds, notes, quantized.details)
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
-        if not task.traceable or path.suffix not in (".pt", ".safetensors"):
-            return None
-        shape = list(task.latency_input(batch_size).shape)
+        batch = task.latency_input(batch_size)
         if path.suffix == ".pt":
-            return peak_memory_bytes(path, shape, threads, self.engine)
+            return peak_memory_bytes(path, list(batch.shape), threads, self.engine)
         with tempfile.TemporaryDirectory() as folder:
-            skeleton = Path(folder) / "skeleton.pth"
-            with torch.device("meta"):
-                torch.save(task.build_model(), skeleton)
-            return peak_memory_bytes(path, {"input": shape, "skeleton": str(skeleton)}, threads,
-                                     imports=_LOWBIT_PROBE_IMPORTS, load_and_run=_LOWBIT_PROBE_LOAD_AND_RUN)
+            probe = {"batch": _batch_shapes(batch), "skeleton": None}
+            if path.suffix == ".safetensors":
+                probe["skeleton"] = str(Path(folder) / "skeleton.pth")
+                torch.save(build_skeleton(task.build_model), probe["skeleton"])
+            return peak_memory_bytes(path, probe, threads, self.engine, imports=_PROBE_IMPORTS,
+                                     load_and_run=_PROBE_LOAD_AND_RUN)
 
     def save(self, quantized, task, stem: Path) -> Path:
         """Write the artifact of ``quantized`` (a methods.Quantized) and return its path."""
@@ -102,10 +102,9 @@ class TorchCPU:
     def load(self, path: Path, task) -> Runner:
         self.activate()
         if path.suffix == ".safetensors":
-            return lowbit_runner(path, task.build_model(), task.example_input if task.traceable else None)
+            return lowbit_runner(path, build_skeleton(task.build_model), task.example_input if task.traceable else None)
         if path.suffix == ".pth":
-            with quiet_torch_quantization():
-                return _Runner(torch.load(path, weights_only=False).eval())
+            return pickled_runner(path)
         with quiet_torch_quantization():
             return _Runner(torch.jit.load(str(path)))
 
@@ -119,18 +118,44 @@ def lowbit_runner(path: Path, skeleton: nn.Module, example: torch.Tensor | None)
     return _Runner(module if example is None else _freeze(module, example))
 
 
-_LOWBIT_PROBE_IMPORTS = """import torch
+def pickled_runner(path: Path) -> "_Runner":
+    """A torch.save'd module (torch int8 models of tasks that cannot be traced)."""
+    with quiet_torch_quantization():
+        return _Runner(torch.load(path, weights_only=False).eval())
+
+
+def _batch_shapes(batch) -> dict:
+    """What the memory probe needs to rebuild a batch like ``batch``: a float tensor's shape, or the
+    shapes of a dict of token tensors."""
+    if isinstance(batch, dict):
+        return {"tokens": {name: list(t.shape) for name, t in batch.items()}}
+    return {"floats": list(batch.shape)}
+
+
+def probe_batch(shapes: dict):
+    """A batch of the shapes ``_batch_shapes`` gave: random floats, or token ids / masks of ones."""
+    if "tokens" in shapes:
+        return {name: torch.ones(shape, dtype=torch.long) for name, shape in shapes["tokens"].items()}
+    return torch.randn(*shapes["floats"])
+
+
+_PROBE_IMPORTS = """import torch
 torch.set_num_threads(threads)
-from quantbench.runtimes.torch_cpu import lowbit_runner
+if option != "none": torch.backends.quantized.engine = option
+from quantbench.runtimes import torch_cpu
 import quantbench.methods.lowbit.artifact
-skeleton = torch.load(shape["skeleton"], weights_only=False)
-x = torch.randn(*shape["input"])
+skeleton = torch.load(shape["skeleton"], weights_only=False) if shape["skeleton"] else None
+x = torch_cpu.probe_batch(shape["batch"])
 torch.zeros(1) + 1"""
 
-_LOWBIT_PROBE_LOAD_AND_RUN = """run = lowbit_runner(path, skeleton, None)
+_PROBE_LOAD_AND_RUN = """if skeleton is None:
+    run = torch_cpu.pickled_runner(path)
+else:
+    run = torch_cpu.lowbit_runner(path, skeleton, None)
 run(x)"""
-"""The probe runs the low-bit model eagerly: freezing it would add TorchScript's one-off compile
-memory, which the fp32 row's artifact (frozen before saving) does not pay either."""
+"""Safetensors artifacts are filled into a skeleton (parameters on "meta", so the baseline holds no
+weights) and run eagerly: freezing would add TorchScript's one-off compile memory, which the fp32
+row's artifact (frozen before saving) does not pay either. Pickled modules are loaded whole."""
 
 
 def _has_torch_int8(module: nn.Module) -> bool:

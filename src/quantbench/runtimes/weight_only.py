@@ -306,10 +306,16 @@ def load_with_kernels(skeleton: nn.Module, packed: dict[str, LowBitWeight], tens
         else:  # [out, in] -> the layer's own layout (transposed for transformers' Conv1D)
             transposed = get_weight_out_in(layer) is not layer.weight
             tensors[f"{name}.weight"] = lw.dequantize().T.contiguous() if transposed else lw.dequantize()
-    missing, unexpected = skeleton.load_state_dict(tensors, strict=False, assign=_on_meta(skeleton))
+    assign, tied = _on_meta(skeleton), tied_keys(skeleton)  # before assigning breaks the ties
+    missing, unexpected = skeleton.load_state_dict(tensors, strict=False, assign=assign)
     missing = [k for k in missing if k.rpartition(".")[0] not in swapped]
-    if unexpected or set(missing) - tied_keys(skeleton):
+    if unexpected or set(missing) - tied:
         raise ValueError(f"{path} does not match the model: missing {sorted(missing)[:5]}, unexpected {unexpected[:5]}")
+    if assign and hasattr(skeleton, "tie_weights"):  # assigning replaced one side of each tie (transformers)
+        skeleton.tie_weights()
+    still_meta = [name for name, t in skeleton.state_dict().items() if t.is_meta]
+    if still_meta:
+        raise ValueError(f"{path} left parameters of the model unset: {', '.join(still_meta[:5])}")
     return skeleton.eval().requires_grad_(False)
 
 

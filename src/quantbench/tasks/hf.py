@@ -1,9 +1,11 @@
 """Loading Hugging Face models and tokenizers (local folder or hub name), with clear errors."""
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from .skeleton import parameters_on_meta
 
 
 def require_transformers():
@@ -24,18 +26,35 @@ def load_tokenizer(model: str):
         raise UserError(f"cannot load a tokenizer from '{model}': {type(e).__name__}: {_first_line(e)}") from None
 
 
-def model_builder(model: str, kind: str):
-    """A function that loads the fp32 model (kind: 'causal-lm' or 'encoder') each time it is called."""
-    transformers = require_transformers()
-    cls = transformers.AutoModelForCausalLM if kind == "causal-lm" else transformers.AutoModel
+@dataclass(frozen=True)
+class ModelBuilder:
+    """Calling it loads the fp32 model (kind: 'causal-lm' or 'encoder') from ``model``;
+    ``skeleton()`` builds the same architecture from its config alone, parameters on the "meta"
+    device (no weights read), buffers real, ready to be filled from an artifact."""
 
-    def build():
+    model: str
+    kind: str
+
+    def _cls(self):
+        transformers = require_transformers()
+        return transformers.AutoModelForCausalLM if self.kind == "causal-lm" else transformers.AutoModel
+
+    def __call__(self):
         try:
-            return cls.from_pretrained(model).float().eval()
+            return self._cls().from_pretrained(self.model).float().eval()
         except Exception as e:
-            raise UserError(f"cannot load '{model}' as a {kind} model: {type(e).__name__}: {_first_line(e)}") from None
+            raise UserError(f"cannot load '{self.model}' as a {self.kind} model: {type(e).__name__}: "
+                            f"{_first_line(e)}") from None
 
-    return build
+    def skeleton(self):
+        config = require_transformers().AutoConfig.from_pretrained(self.model)
+        with parameters_on_meta():
+            return self._cls().from_config(config).float().eval()
+
+
+def model_builder(model: str, kind: str) -> ModelBuilder:
+    require_transformers()
+    return ModelBuilder(model, kind)
 
 
 def minilm_path() -> str:
