@@ -22,8 +22,9 @@ and the low-bit CUDA kernels of torch and torchao. What each method means here:
   ``Int8WeightOnlyConfig``'s eager path), other grids dequantized on every call (its per-group
   path). See ``weight_only.py`` for the layouts and the zero-point conversion.
 
-Every model is rebuilt from its artifact at load (``task.build_model()``, then the artifact's
-tensors placed on the GPU) and runs eagerly (``compile=True``: ``torch.compile`` for every row).
+Every model is rebuilt from its artifact at load (the task's architecture with parameters on
+"meta", then the artifact's tensors placed on the GPU) and runs eagerly (``compile=True``:
+``torch.compile`` for every row).
 A runner takes host tensors and returns float32 host tensors, so latency in ``compare`` counts the
 copies and the synchronization; ``benchmarks/gpu_check.py`` times the model alone on the GPU.
 Peak memory is ``torch.cuda.max_memory_allocated`` growth while loading and running one batch.
@@ -44,6 +45,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..tasks.skeleton import build_skeleton
 from .base import RUNTIMES, Realized, Runner
 from .cuda_kernels import DTYPE_KINDS, INSTALL_HINT, INT_MM_MIN_ROWS, kernel_unavailable_reason, sm
 from .weight_only import (NotRepresentable, TinygemmLinear, check_tinygemm, int8_weight_only, tinygemm_weight,
@@ -403,8 +405,9 @@ def save_state(model: nn.Module, stem: Path, target: Target, kind: str) -> Path:
 
 
 def load_module(path: Path, task, target: Target) -> nn.Module:
-    """A fresh ``task.build_model()`` holding the artifact's tensors on ``target.device``."""
-    model = task.build_model().eval().requires_grad_(False)
+    """The task's model architecture (a skeleton: parameters on meta, no weights read) holding the
+    artifact's tensors on ``target.device``."""
+    model = build_skeleton(task.build_model).eval().requires_grad_(False)
     if Path(path).suffix == ".safetensors":
         from ..methods.lowbit.artifact import read_lowbit
 
