@@ -33,7 +33,7 @@ def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: Co
     row.quantize_seconds = realized.quantize_seconds
     run = runtime.load(realized.path, ctx.task)
     _fill_quality(row, ctx.task.evaluate(run, reference))
-    _fill_size(row, realized.path, fp32)
+    _fill_size(row, [realized.path, *realized.extra_files], fp32)
     row.latency = [measure_latency(run, ctx.task.latency_input(b), b) for b in spec.batch_sizes]
     if spec.memory:
         row.peak_memory_bytes = runtime.peak_memory(realized.path, ctx.task, max(spec.batch_sizes),
@@ -50,8 +50,8 @@ def _fill_quality(row: Row, quality) -> None:
     row.details.update(quality.extra)
 
 
-def _fill_size(row: Row, path: Path, fp32: nn.Module) -> None:
-    row.size_bytes = artifact_bytes(path)
+def _fill_size(row: Row, paths: list[Path], fp32: nn.Module) -> None:
+    row.size_bytes = artifact_bytes(paths)
     row.n_params = count_parameters(fp32)
     row.bits_per_param = bits_per_parameter(row.size_bytes, row.n_params)
 

@@ -110,6 +110,27 @@ def test_what_ort_cannot_run_is_unsupported_with_the_reason(spec, why, mlp, tmp_
         realize(spec, mlp, tmp_path)
 
 
+@pytest.mark.parametrize("spec", ["ptq-dynamic", "rtn:group_size=32"])
+def test_large_models_put_tensors_beside_the_onnx_file_and_count_them(spec, mlp, tmp_path, monkeypatch):
+    """Past the 2 GB protobuf limit (lowered here to 0 bytes) tensors go to external data, which the
+    session reads and the size counts."""
+    from quantbench.runtimes import onnx_export
+
+    task, _ = mlp
+    (tmp_path / "small").mkdir()
+    (tmp_path / "large").mkdir()
+    small, run_small = realize(spec, mlp, tmp_path / "small")
+    monkeypatch.setattr(onnx_export, "LARGE_BYTES", 0)
+    large, run_large = realize(spec, mlp, tmp_path / "large")
+    assert small.extra_files == [] and [p.name for p in large.extra_files] == [large.path.name + ".data"]
+    assert large.path.stat().st_size < small.path.stat().st_size / 4
+    total = large.path.stat().st_size + large.extra_files[0].stat().st_size
+    assert 0.9 < total / small.path.stat().st_size < 1.1
+    assert any("external data" in note for note in large.notes)
+    x = task.splits.x_test[:32]
+    assert torch.allclose(run_large(x), run_small(x), atol=1e-5)
+
+
 def test_peak_memory_is_measured_in_a_fresh_process(mlp, tmp_path):
     task, _ = mlp
     realized, _ = realize("ptq-dynamic", mlp, tmp_path)

@@ -4,8 +4,9 @@ from pathlib import Path
 from torch import nn
 
 
-def artifact_bytes(path: Path) -> int:
-    return Path(path).stat().st_size
+def artifact_bytes(paths: list[Path]) -> int:
+    """Bytes on disk of an artifact: its file and any files beside it that hold its tensors."""
+    return sum(Path(p).stat().st_size for p in paths)
 
 
 def count_parameters(fp32: nn.Module) -> int:

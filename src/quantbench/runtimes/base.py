@@ -12,13 +12,15 @@ Runner = Callable[[Any], Any]
 
 @dataclass
 class Realized:
-    """An artifact on disk and what it took to make it."""
+    """An artifact on disk and what it took to make it. ``extra_files``: files beside ``path`` that
+    hold its tensors (ONNX external data); they count in its size."""
 
     path: Path
     kernel: str
     quantize_seconds: float
     notes: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    extra_files: list[Path] = field(default_factory=list)
 
 
 class Runtime(Protocol):

@@ -21,6 +21,9 @@ import torch
 from torch import nn
 
 OPSET = 17
+LARGE_BYTES = 1_800_000_000
+"""Tensors beyond this go to external data (one ``<file>.data`` beside the ``.onnx``): a protobuf
+file cannot exceed 2 GB. torch's exporter decides the same on its own."""
 _PER_TOKEN_AXES = {0: "batch", 1: "sequence"}
 
 
@@ -39,6 +42,26 @@ def exported(module: nn.Module, task):
     """The model exported to a temporary ``.onnx`` file (the input of ORT's quantizers)."""
     with tempfile.TemporaryDirectory(prefix="quantbench-onnx-") as tmp:
         yield str(export_onnx(module, task, Path(tmp) / "fp32.onnx"))
+
+
+def is_large(path) -> bool:
+    """Whether the ``.onnx`` file's tensors (inside it or beside it) exceed ``LARGE_BYTES``."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(uses_external_data(t) for t in graph.initializer) or \
+        sum(len(t.raw_data) for t in graph.initializer) > LARGE_BYTES
+
+
+def save_onnx(model, path: Path) -> Path:
+    """``model`` (an onnx.ModelProto) to ``path``, its tensors in ``<name>.data`` beside it when large."""
+    import onnx
+
+    large = sum(len(t.raw_data) for t in model.graph.initializer) > LARGE_BYTES
+    onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=f"{Path(path).name}.data", size_threshold=1024)
+    return path
 
 
 def input_types(path) -> dict[str, np.dtype]:

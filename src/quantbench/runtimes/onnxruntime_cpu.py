@@ -37,7 +37,7 @@ from ..errors import UserError
 from ..measure.memory import peak_memory_bytes
 from ..tasks.base import batch_rows
 from .base import RUNTIMES, Realized, Runner
-from .onnx_export import export_onnx, exported, input_types, to_feeds
+from .onnx_export import export_onnx, exported, input_types, is_large, save_onnx, to_feeds
 
 INSTALL_HINT = "pip install 'quantbench[onnx]'"
 _OBSERVER_TO_ORT = {"minmax": "MinMax", "histogram": "Entropy", "percentile": "Percentile"}
@@ -89,9 +89,11 @@ class OnnxRuntimeCPU:
         realized.details.update({"ort_ops_run": ops["run"], "ort_ops_saved": ops["saved"],
                                  "onnx_inputs": list(input_types(path)),
                                  "ort_threads": torch.get_num_threads(), "ort_version": _ort_version()})
-        extra = external_data_files(path)
-        if extra:
-            realized.details["extra_files"] = [str(p) for p in extra]
+        realized.extra_files = external_data_files(path)
+        if realized.extra_files:
+            realized.details["extra_files"] = [str(p) for p in realized.extra_files]
+            realized.notes.append(f"tensors in external data beside the .onnx file (over ONNX's 2 GB protobuf "
+                                  f"limit): {', '.join(p.name for p in realized.extra_files)}; counted in the size")
         return realized
 
     def load(self, path: Path, task) -> Runner:
@@ -120,7 +122,7 @@ def _ptq_dynamic(rt, config, fp32, ctx, path) -> Realized:
         with quiet_ort_quantization():
             quantize_dynamic(source, path, weight_type=QuantType.QInt8, per_channel=config.per_channel,
                              reduce_range=_reduce_range(), op_types_to_quantize=["MatMul", "Gemm"],
-                             nodes_to_exclude=_unweighted_nodes(source))
+                             nodes_to_exclude=_unweighted_nodes(source), use_external_data_format=is_large(source))
         seconds = time.perf_counter() - start
     notes = [f"ONNX Runtime quantize_dynamic: int8 weights ({'per channel' if config.per_channel else 'per tensor'}), "
              f"uint8 activations quantized per batch at run time; linear layers only (MatMul/Gemm with a weight; "
@@ -144,7 +146,7 @@ def _ptq_static(rt, config, fp32, ctx, path) -> Realized:
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=getattr(CalibrationMethod, method), extra_options=extra,
                             op_types_to_quantize=list(_LAYER_OPS),
-                            nodes_to_exclude=_unweighted_nodes(source))
+                            nodes_to_exclude=_unweighted_nodes(source), use_external_data_format=is_large(source))
         seconds = time.perf_counter() - start
     mapping = {"minmax": "MinMax", "histogram": "Entropy (KL divergence; torch's histogram observer minimizes L2 "
                                                 "error instead, so the ranges differ)",
@@ -197,7 +199,7 @@ def _write_nbits_graph(module: nn.Module, weights: dict, task, accuracy_level: i
     replaced = matmul_nbits.replace_linear_nodes(model, weights, dense, accuracy_level)
     if not replaced:
         raise RuntimeError("none of the quantized layers is in the exported ONNX graph")
-    onnx.save_model(model, str(path))
+    save_onnx(model, path)
     return [name for name in weights if name not in replaced]
 
 
