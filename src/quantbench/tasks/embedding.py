@@ -3,6 +3,7 @@ and whether nearest-neighbour retrieval still finds the same sentences."""
 import math
 import random
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -50,13 +51,21 @@ class EmbeddingTask(PretrainedTask):
         return dict(self.tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length,
                                    return_tensors="pt"))
 
+    @cached_property
+    def _eval_batches(self) -> tuple[list[int], list[dict]]:
+        """The evaluation sentences tokenized once for every row: their order by length, and
+        batches in that order (similar lengths, less padding)."""
+        order = sorted(range(len(self.eval_sentences)), key=lambda i: len(self.eval_sentences[i]))
+        batches = [self._tokenize([self.eval_sentences[i] for i in order[start:start + self.batch_size]])
+                   for start in range(0, len(order), self.batch_size)]
+        return order, batches
+
     def _embed(self, run) -> torch.Tensor:
         """Mean-pooled, L2-normalized last hidden states (the sentence-transformers recipe),
-        in batches of similar length (less padding), returned in the sentences' order."""
-        order = sorted(range(len(self.eval_sentences)), key=lambda i: len(self.eval_sentences[i]))
+        returned in the sentences' order."""
+        order, batches = self._eval_batches
         chunks = []
-        for start in range(0, len(order), self.batch_size):
-            batch = self._tokenize([self.eval_sentences[i] for i in order[start:start + self.batch_size]])
+        for batch in batches:
             hidden = run(batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
