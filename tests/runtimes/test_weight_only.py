@@ -191,3 +191,14 @@ def test_torch_cpu_lowbit_rows_run_a_low_bit_kernel_on_the_artifact_integers(spe
     with torch.no_grad():
         dense = load_lowbit(realized.path, task.build_model())(x)
     assert (run(x) - dense).abs().max() <= 0.02 * dense.abs().max()
+
+
+def test_a_torch_without_the_cpu_kernel_keeps_layers_dense_and_says_why(monkeypatch):
+    """quantbench supports torch builds older than these kernels: rows then run dequantized weights."""
+    from quantbench.runtimes import weight_only
+
+    monkeypatch.setitem(weight_only.CPU_KERNELS, 4, "_no_such_int4_kernel")
+    lw = _fp16_scales(rtn_quantize(torch.randn(16, 64), 4, 32))
+    assert "has no aten._no_such_int4_kernel (a newer torch has)" in weight_only.cpu_kernel_refusal(lw)
+    kernel, notes = cpu_kernel_summary({"0": lw})
+    assert kernel.startswith("torch fp32 dense (weights dequantized at load") and "_no_such_int4_kernel" in notes[0]

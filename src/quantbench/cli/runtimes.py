@@ -19,16 +19,5 @@ def list_runtimes() -> int:
 
 
 def _describe(runtime) -> str:
-    import torch
-
-    from ..runtimes import TorchCPU
-
     describe = getattr(runtime, "describe", None)
-    if describe is not None:
-        return describe()
-    if isinstance(runtime, TorchCPU):
-        int8 = runtime.int8_unavailable_reason()
-        engine = f"int8 engine '{runtime.engine}' ({runtime.kernel('int8 linear/conv')})" if not int8 else \
-            f"no int8 engine: {int8}"
-        return f"torch {torch.__version__}, fp32 as frozen TorchScript; {engine}"
-    return ""
+    return describe() if describe is not None else ""

@@ -27,7 +27,7 @@ from ..measure.memory import peak_memory_bytes
 from ..quiet import quiet_torch_quantization
 from ..tasks.skeleton import build_skeleton
 from .base import RUNTIMES, Realized, Runner
-from .weight_only import cpu_kernel_summary, load_with_kernels
+from .weight_only import CPU_KERNELS, cpu_kernel_summary, load_with_kernels, missing_cpu_kernel
 
 _PREFERENCE = {"x86_64": ("x86", "fbgemm"), "amd64": ("x86", "fbgemm"),
                "aarch64": ("qnnpack",), "arm64": ("qnnpack",)}
@@ -48,6 +48,14 @@ class TorchCPU:
 
     def unavailable_reason(self) -> str | None:
         return None
+
+    def describe(self) -> str:
+        int8 = self.int8_unavailable_reason()
+        engine = f"int8 engine '{self.engine}' ({self.kernel('int8 linear/conv')})" if not int8 else \
+            f"no int8 engine: {int8}"
+        lowbit = "; ".join(f"{bits}-bit weight-only: " + (missing_cpu_kernel(bits) or f"aten.{op}")
+                           for bits, op in CPU_KERNELS.items())
+        return f"torch {torch.__version__}, fp32 as frozen TorchScript; {engine}; {lowbit}"
 
     def int8_unavailable_reason(self) -> str | None:
         if self.engine is None:

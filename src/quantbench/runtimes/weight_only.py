@@ -275,8 +275,21 @@ def weight_only_module(lw: LowBitWeight, bias: torch.Tensor | None, device: torc
     return TinygemmLinear(tinygemm_weight(lw), bias, device)
 
 
+CPU_KERNELS = {4: "_weight_int4pack_mm_for_cpu", 8: "_weight_int8pack_mm"}
+"""torch's CPU weight-only kernel for codes of up to 4 bits and for 8-bit codes (newer torch builds)."""
+
+
+def missing_cpu_kernel(bits: int) -> str | None:
+    """Why this torch build has no CPU weight-only kernel for ``bits``-bit codes, or None."""
+    op = CPU_KERNELS[8 if bits == 8 else 4]
+    return None if hasattr(torch.ops.aten, op) else f"torch {torch.__version__} has no aten.{op} (a newer torch has)"
+
+
 def cpu_kernel_refusal(lw: LowBitWeight) -> str | None:
     """Why torch's CPU weight-only kernels cannot run ``lw`` as it is, or None when one can."""
+    missing = missing_cpu_kernel(lw.bits)
+    if missing:
+        return missing
     if lw.bits == 8:
         return None if lw.n_groups == 1 else (f"groups of {lw.group_size} columns: torch's CPU int8 weight-only "
                                                f"kernel takes one scale per output row (group_size=-1)")
