@@ -1,0 +1,86 @@
+"""torch-cpu low-bit rows (rtn 4-bit g128 in the int4 tinygemm kernel, rtn 8-bit per row in the int8
+weight-only kernel) vs fp32, vs a bare call of the same kernel (quantbench's overhead), and vs the
+memory-bandwidth bound of reading the weights, at batch 1, for a few layer sizes.
+
+    python benchmarks/lowbit_cpu.py [--threads 2] [--sizes 2048,4096,8192]
+
+The model is Linear(K, K) -> Linear(K, 16): quantbench keeps the small head in fp32, as it does for
+every model. All numbers come from this one run; compare the ratios, not absolute times across runs.
+"""
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from int8_overhead import read_bandwidth_gbs
+from quantbench.config import parse_methods
+from quantbench.measure.latency import measure_latency
+from quantbench.methods import Context
+from quantbench.runtimes import TorchCPU
+from quantbench.runtimes.weight_only import weight_only_module
+from quantbench.tasks.base import Splits, Task
+
+ROWS = (("int4 tinygemm g128", "rtn:bits=4,group_size=128"), ("int8 weight-only per row", "rtn:bits=8,group_size=-1"))
+HEAD = 16
+
+
+def linear_task(k: int) -> Task:
+    x = torch.randn(64, k)
+    y = torch.zeros(64, dtype=torch.long)
+    splits = Splits(x, y, x, y, x, x, y)
+    return Task("bench", f"linear {k}->{k}->{HEAD}", splits, HEAD,
+                lambda: nn.Sequential(nn.Linear(k, k), nn.Linear(k, HEAD)))
+
+
+def time_size(k: int, folder: Path, bandwidth_gbs: float) -> list[dict]:
+    task = linear_task(k)
+    model = task.build_model().eval()
+    x = task.splits.x_test[:1]
+    runtime = TorchCPU()
+    ctx = Context(task, runtime, progress=False)
+    with torch.inference_mode():
+        fp32_ms = measure_latency(model, x, 1, max_seconds=3.0).median_ms
+    head_bytes = 4 * (k * HEAD + HEAD)
+    rows = [{"row": "fp32", "ms": fp32_ms, "bound_ms": (4 * (k * k + k) + head_bytes) / bandwidth_gbs / 1e6}]
+    for label, spec in ROWS:
+        config = parse_methods(spec)[0]
+        realized = runtime.realize(config, model, ctx, folder / f"{k}-{config.bits}")
+        run = runtime.load(realized.path, task)
+        quantized, _ = ctx.quantize(config, model)
+        bare = weight_only_module(quantized.packed["0"], model[0].bias, torch.device("cpu"))
+        with torch.inference_mode():
+            ms = measure_latency(run, x, 1, max_seconds=3.0).median_ms
+            bare_ms = measure_latency(lambda inp: model[1](bare(inp)), x, 1, max_seconds=3.0).median_ms
+        groups = k // 128 if config.bits == 4 else 1
+        weight_bytes = k * k * config.bits // 8 + k * groups * 2 * 2  # codes + a 2-byte (scale, zero) pair per group
+        rows.append({"row": label, "ms": ms, "bare_ms": bare_ms, "kernel": realized.kernel,
+                     "bound_ms": (weight_bytes + head_bytes) / bandwidth_gbs / 1e6})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", default="2048,4096,8192")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    bandwidth = read_bandwidth_gbs()
+    print(f"{args.threads} threads; read bandwidth (torch.sum over 1 GiB) {bandwidth:.1f} GB/s; batch 1")
+    print(f"{'K':>6} {'row':26} {'median ms':>10} {'vs fp32':>8} {'vs bare kernel':>15} {'bound ms':>9} {'bound/time':>11}")
+    with tempfile.TemporaryDirectory() as folder:
+        for k in (int(s) for s in args.sizes.split(",")):
+            rows = time_size(k, Path(folder), bandwidth)
+            fp32 = rows[0]["ms"]
+            for r in rows:
+                bare = f"{r['ms'] / r['bare_ms']:.2f}x" if "bare_ms" in r else "-"
+                print(f"{k:>6} {r['row']:26} {r['ms']:>10.3f} {fp32 / r['ms']:>7.2f}x {bare:>15} "
+                      f"{r['bound_ms']:>9.3f} {r['bound_ms'] / r['ms']:>10.2f}")
+    print("'vs fp32' > 1: faster than fp32; 'vs bare kernel': quantbench's artifact time / the kernel module called "
+          "directly (1 = no overhead); 'bound/time' near 1: the kernel reads its weights at the measured bandwidth. "
+          "Weights that fit in the caches can beat the bound.")
+
+
+if __name__ == "__main__":
+    main()
