@@ -6,7 +6,11 @@ import torch
 from ..runtimes import Runner
 
 
-def predict(run: Runner, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+EVAL_BATCH = 256
+"""Rows per call when a classifier is evaluated (dynamic int8 quantizes activations per call)."""
+
+
+def predict(run: Runner, x: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
     return torch.cat([run(chunk).argmax(-1) for chunk in x.split(batch)])
 
 

@@ -24,4 +24,6 @@ def quantize_dynamic_int8(config: PTQDynamicConfig, model: nn.Module, ctx) -> Qu
     with quiet_torch_quantization():
         q = quantize_dynamic(model, {nn.Linear: qconfig}, inplace=False)
     notes = float_layers_note(q, "dynamic quantization covers nn.Linear only")
+    notes.append("activation ranges are taken per call, so outputs depend on what is batched together; quality "
+                 "is measured in the task's evaluation batches (details.eval_batch_size)")
     return Quantized(q, kernel=ctx.runtime.kernel("int8 dynamic linear"), notes=notes)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..measure.accuracy import agreement, predict, wilson_interval
+from ..measure.accuracy import EVAL_BATCH, agreement, predict, wilson_interval
 from ..registry import Registry
 
 
@@ -111,7 +111,7 @@ class Task(TaskBase):
         pred = predict(run, self.splits.x_test)
         correct, n = int((pred == self.splits.y_test).sum()), len(self.splits.y_test)
         return Quality("accuracy", correct / n, list(wilson_interval(correct, n)), True, n,
-                       agreement(pred, reference), accuracy=correct / n)
+                       agreement(pred, reference), accuracy=correct / n, extra={"eval_batch_size": EVAL_BATCH})
 
 
 @dataclass(kw_only=True)

@@ -45,7 +45,7 @@ class EmbeddingTask(PretrainedTask):
         half = 1.959964 * cos.std().item() / math.sqrt(n) if n > 1 else float("nan")
         mean = cos.mean().item()
         return Quality("cosine", mean, [mean - half, mean + half], True, n, nearest_neighbour_agreement(emb, reference),
-                       extra={"min_cosine": cos.min().item()})
+                       extra={"min_cosine": cos.min().item(), "eval_batch_size": self.batch_size})
 
     def _tokenize(self, sentences: list[str]) -> dict:
         return dict(self.tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length,

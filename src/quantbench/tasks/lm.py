@@ -48,7 +48,7 @@ class LMTask(PretrainedTask):
         ppl = math.exp(sum(nll) / (len(nll) * tokens_per_segment))
         agree = (torch.stack(top1) == reference).float().mean().item()
         return Quality("perplexity", ppl, bootstrap_perplexity_ci(nll, tokens_per_segment, self.seed), False,
-                       len(nll), agree, extra={"eval_tokens": len(nll) * tokens_per_segment})
+                       len(nll), agree, extra={"eval_tokens": len(nll) * tokens_per_segment, "eval_batch_size": 1})
 
 
 def bootstrap_perplexity_ci(segment_nll: list[float], tokens: int, seed: int, draws: int = 1000) -> list[float]:
