@@ -1,4 +1,4 @@
-"""PyTorch on CPU, with two artifact formats:
+"""PyTorch on CPU, with three artifact formats:
 
 - frozen TorchScript (``.pt``) for models with one tensor input: fp32 and torch int8 models,
   whose int8 ops run on torch's quantized engines ('x86' = fbgemm/oneDNN on x86-64,
@@ -9,11 +9,12 @@
   torch's CPU weight-only kernels fed with the same integers (int4 tinygemm
   ``aten._weight_int4pack_mm_for_cpu`` for 2/3/4-bit codes, ``aten._weight_int8pack_mm`` for
   8-bit per-row grids; bf16 activations), see ``weight_only.py``; layers neither takes keep their
-  weights dequantized once at load, and the row says so;
+  weights dequantized once at load, and the row says so. The file is filled into a skeleton of
+  the model (parameters on "meta"), so loading reads and allocates no fp32 weights first;
 - a pickled module (``.pth``, torch.save) for torch int8 models of tasks that cannot be
   traced: the quantized modules and their packed int8 weights, loaded with torch.load.
-After loading, traceable models are frozen TorchScript in memory too, so fp32 and
-dequantized low-bit rows run the same engine.
+After loading, traceable low-bit models are frozen TorchScript in memory too (kernel calls
+included), so they get the same treatment as the fp32 row.
 """
 import platform
 import tempfile
