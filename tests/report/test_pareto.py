@@ -38,3 +38,14 @@ def test_conclusions_compare_runtimes_when_their_fp32_speeds_differ():
                          "speed-ups are per runtime; the fastest row, rtn@onnxruntime, is 4.00x faster than the "
                          "fastest fp32 (fp32@onnxruntime).")
     assert not any(line.startswith("Across") for line in conclusions(rows[:2], [1]))
+
+
+def test_latency_cells_print_one_unit():
+    from quantbench.measure.latency import Latency
+    from quantbench.report.format import latency_cell
+
+    assert latency_cell(Latency(1, 0.0281, 0.0274, 0.0312, 10, 1.0)) == "28 [27-31] us"
+    assert latency_cell(Latency(1, 1.69, 1.62, 1.874, 10, 1.0)) == "1.69 [1.62-1.87] ms"
+    assert latency_cell(Latency(1, 0.99, 0.98, 1.2, 10, 1.0)) == "990 [980-1200] us"
+    assert latency_cell(Latency(1, 3160, 3100, 3300, 10, 1.0)) == "3160 [3100-3300] ms"
+    assert latency_cell(None) == "-"

@@ -3,7 +3,7 @@ import csv
 from pathlib import Path
 
 from ..results import Results
-from .format import human_bytes, human_ms, pct, quality_cell, quality_header
+from .format import human_bytes, latency_cell, pct, quality_cell, quality_header
 from .pareto import conclusions
 from .table import busy_machine_warning
 
@@ -41,7 +41,7 @@ def to_markdown(results: Results) -> str:
     lines = [f"# quantbench: {results.task['description']}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lat = [_md_latency(r.latency_at(b)) for b in batch_sizes]
+        lat = [latency_cell(r.latency_at(b)) for b in batch_sizes]
         cells = [r.label, r.status if r.status == "ok" else f"{r.status}: {r.error}", quality_cell(r), pct(r.agreement),
                  human_bytes(r.size_bytes), f"{r.bits_per_param:.2f}" if r.bits_per_param else "-", *lat,
                  r.kernel or "-"]
@@ -51,9 +51,6 @@ def to_markdown(results: Results) -> str:
               "", _md_env(results.env)]
     return "\n".join(lines) + "\n"
 
-
-def _md_latency(lat) -> str:
-    return "-" if lat is None else f"{human_ms(lat.median_ms)} [{human_ms(lat.p10_ms)}-{human_ms(lat.p90_ms)}]"
 
 
 def _md_env(env: dict) -> str:

@@ -18,6 +18,19 @@ def human_ms(ms: float | None) -> str:
     return f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
 
 
+def latency_cell(lat) -> str:
+    """'28 [27-31] us': median [p10-p90], in the median's unit (compact enough for one table line)."""
+    if lat is None:
+        return "-"
+    unit, scale = ("us", 1000.0) if lat.median_ms < 1 else ("ms", 1.0)
+
+    def number(ms: float) -> str:
+        value = ms * scale
+        return f"{value:.0f}" if unit == "us" or value >= 100 else f"{value:.3g}"
+
+    return f"{number(lat.median_ms)} [{number(lat.p10_ms)}-{number(lat.p90_ms)}] {unit}"
+
+
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 

@@ -4,7 +4,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..results import Results, Row
-from .format import human_bytes, human_ms, pct, quality_cell, quality_header
+from .format import human_bytes, latency_cell, pct, quality_cell, quality_header
 from .pareto import conclusions, fp32_baseline
 
 EXPLANATION = (
@@ -74,16 +74,12 @@ def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
     if row.status != "ok":
         return [row.label, f"[red]{row.status}[/red]: {row.error}", *[""] * (len(batch_sizes) + 6)]
     ratio = f" ({base.size_bytes / row.size_bytes:.1f}x)" if base and row is not base else ""
-    lat = [_latency_cell(row.latency_at(b)) for b in batch_sizes]
+    lat = [latency_cell(row.latency_at(b)) for b in batch_sizes]
     largest = row.latency_at(max(batch_sizes)) if batch_sizes else None
     return [row.label, quality_cell(row), pct(row.agreement),
             human_bytes(row.size_bytes) + ratio, f"{row.bits_per_param:.1f}", *lat,
             f"{largest.throughput_per_s:,.0f}" if largest else "-", human_bytes(row.peak_memory_bytes),
             f"{row.quantize_seconds:.2f}"]
-
-
-def _latency_cell(lat) -> str:
-    return "-" if lat is None else f"{human_ms(lat.median_ms)} [{human_ms(lat.p10_ms)}-{human_ms(lat.p90_ms)}]"
 
 
 def _notes(rows: list[Row]) -> list[str]:
