@@ -49,3 +49,21 @@ def test_latency_cells_print_one_unit():
     assert latency_cell(Latency(1, 0.99, 0.98, 1.2, 10, 1.0)) == "990 [980-1200] us"
     assert latency_cell(Latency(1, 3160, 3100, 3300, 10, 1.0)) == "3160 [3100-3300] ms"
     assert latency_cell(None) == "-"
+
+
+def test_plot_marks_each_runtime_and_the_front(tmp_path):
+    import matplotlib.image
+
+    from quantbench.measure.latency import Latency
+    from quantbench.report.plot import plot_tradeoffs
+    from quantbench.results import Results, Row
+
+    def row(method, runtime, ms, size):
+        return Row(method, {}, "t", runtime, quality=0.9, quality_ci=[0.88, 0.92], agreement=1.0, size_bytes=size,
+                   latency=[Latency(1, ms, ms, ms, 10, 1000 / ms)])
+
+    rows = [row("fp32", "torch-cpu", 0.6, 4 << 20), row("rtn", "torch-cpu", 0.08, 1 << 20),
+            row("fp32", "onnxruntime", 0.12, 4 << 20), row("rtn", "onnxruntime", 0.03, 1 << 20)]
+    path = plot_tradeoffs(Results({}, {"description": "test"}, rows), tmp_path / "plot.png")
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 300 and image.shape[1] > 1000

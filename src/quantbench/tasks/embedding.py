@@ -98,7 +98,8 @@ def read_sentences(source: str) -> list[str]:
 
 
 def embedding_task(model: str, corpus: str = "stdlib-docs", seed: int = 0, calib_max: int = 256,
-                   eval_samples: int = 0, name: str = "embedding", **_) -> EmbeddingTask:
+                   eval_samples: int = 0, name: str = "embedding", model_name: str | None = None,
+                   **_) -> EmbeddingTask:
     sentences = read_sentences(corpus)
     random.Random(seed).shuffle(sentences)
     calib = sentences[:min(calib_max, len(sentences) // 4)]
@@ -106,10 +107,18 @@ def embedding_task(model: str, corpus: str = "stdlib-docs", seed: int = 0, calib
     evaluation = evaluation[:eval_samples] if eval_samples else evaluation
     build = model_builder(model, "encoder")
     return EmbeddingTask(
-        name=name, description=f"{Path(model).name if Path(model).exists() else model} embeddings on {corpus} "
+        name=name, description=f"{model_name or _display_name(model)} embeddings on {corpus} "
                                f"({len(evaluation)} eval / {len(calib)} calibration sentences)",
         build_model=build, tokenizer=load_tokenizer(model), calib_sentences=calib, eval_sentences=evaluation,
         pretrained=build())
+
+
+def _display_name(model: str) -> str:
+    """A hub name as is; a local folder by its name (its parent's when the folder is just 'model')."""
+    path = Path(model)
+    if not path.exists():
+        return model
+    return path.parent.name if path.name == "model" else path.name
 
 
 @TASKS.register("embedding")
@@ -123,4 +132,4 @@ def embedding_from_options(model: str | None = None, **options) -> EmbeddingTask
 def minilm_task(corpus: str = "stdlib-docs", **options) -> EmbeddingTask:
     """The built-in transformer demo: real pretrained all-MiniLM-L6-v2, fully offline."""
     options.pop("model", None)
-    return embedding_task(minilm_path(), corpus=corpus, name="minilm", **options)
+    return embedding_task(minilm_path(), corpus=corpus, name="minilm", model_name="all-MiniLM-L6-v2", **options)
