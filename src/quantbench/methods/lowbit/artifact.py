@@ -1,8 +1,9 @@
 """The low-bit artifact: one safetensors file with the GPTQ checkpoint tensors (qweight,
 qzeros, scales, g_idx) of each quantized layer, every other tensor of the model as is, and
 the quantization config in its metadata. Loading dequantizes the codes once into the layers
-of a freshly built model, so the model that runs is exactly the one the file describes (the
-runtimes then swap the quantized layers for low-bit kernels where they have one)."""
+of a freshly built model (``load_lowbit``), so the model is exactly the one the file describes.
+The runtimes instead load the codes straight into their low-bit kernels (``runtimes/weight_only.py``,
+``runtimes/cuda.py``) and use this dequantized model as the reference in tests."""
 import hashlib
 import json
 from dataclasses import dataclass
@@ -78,13 +79,9 @@ def read_lowbit(path: Path) -> tuple[dict[str, LowBitWeight], dict[str, torch.Te
 
 
 def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
-    """Fill ``skeleton`` (same architecture) from the artifact: codes dequantized once."""
-    return fill_lowbit(skeleton, *read_lowbit(path), path)
-
-
-def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: dict[str, torch.Tensor],
-                path: Path) -> nn.Module:
-    """Fill ``skeleton`` with what ``read_lowbit(path)`` returned: codes dequantized once."""
+    """Fill ``skeleton`` (same architecture, real tensors) from the artifact, every quantized layer
+    dequantized to fp32: the reference the runtimes' low-bit kernels are checked against."""
+    packed, tensors = read_lowbit(path)
     modules = dict(skeleton.named_modules())
     for name, lw in packed.items():
         set_weight_out_in(modules[name], lw.dequantize())
