@@ -3,7 +3,7 @@ qzeros, scales, g_idx) of each quantized layer, every other tensor of the model 
 the quantization config in its metadata. Loading dequantizes the codes once into the layers
 of a freshly built model (``load_lowbit``), so the model is exactly the one the file describes.
 The runtimes instead load the codes straight into their low-bit kernels (``runtimes/weight_only.py``,
-``runtimes/cuda.py``) and use this dequantized model as the reference in tests."""
+``runtimes/cuda.py``); this dequantized model is the reference the tests check them against."""
 import hashlib
 import json
 from dataclasses import dataclass
