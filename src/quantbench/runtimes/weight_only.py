@@ -146,7 +146,24 @@ def _int4_mm(x: torch.Tensor, packed: torch.Tensor, group_size: int, scales_and_
     return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group_size, scales_and_zeros)
 
 
-class TinygemmLinear(nn.Module):
+class _WeightOnlyLinear(nn.Module):
+    """y = x W^T + b over the last dimension of x; subclasses give ``_matmul`` (rows [M, K] -> [M, N],
+    in the dtype of x) from their packed weights."""
+
+    in_features: int
+    out_features: int
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._matmul(x.reshape(-1, self.in_features))
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def _matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TinygemmLinear(_WeightOnlyLinear):
     """y = x W^T + b with W held as packed int4 codes; runs ``aten._weight_int4pack_mm`` (bf16)."""
 
     def __init__(self, tw: TinygemmWeight, bias: torch.Tensor | None, device: torch.device):
@@ -157,15 +174,10 @@ class TinygemmLinear(nn.Module):
         self.register_buffer("perm", None if tw.perm is None else tw.perm.to(device))
         self.bias = None if bias is None else nn.Parameter(bias.detach().to(device), requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        if self.perm is not None:
-            rows = rows.index_select(1, self.perm)
-        y = _int4_mm(rows.to(torch.bfloat16).contiguous(), self.packed, self.group_size, self.scales_and_zeros)
-        y = y[:, : self.out_features].to(x.dtype)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
+    def _matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        gathered = rows if self.perm is None else rows.index_select(1, self.perm)
+        y = _int4_mm(gathered.to(torch.bfloat16).contiguous(), self.packed, self.group_size, self.scales_and_zeros)
+        return y[:, : self.out_features].to(rows.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, " \
@@ -230,7 +242,7 @@ def _int8_mm(rows: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor) -> t
     return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), codes, scales.to(torch.bfloat16)).float()
 
 
-class Int8WeightOnlyLinear(nn.Module):
+class Int8WeightOnlyLinear(_WeightOnlyLinear):
     """y = x W^T + b from int8 codes: per-row grids on an int8 weight-only matmul (``_int8_mm``),
     grouped grids dequantized on every call, then a dense matmul (torchao's per-group path)."""
 
@@ -246,19 +258,14 @@ class Int8WeightOnlyLinear(nn.Module):
         self.register_buffer("g_idx", None if self.per_channel else w.g_idx.to(device))
         self.bias = None if bias is None else nn.Parameter(bias.detach().to(device), requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        if self.per_channel:
-            y = _int8_mm(rows, self.codes, self.scales)
-            if self.zero_terms is not None:
-                y = y - rows.float().sum(dim=1, keepdim=True) * self.zero_terms
-            y = y.to(x.dtype)
-        else:
+    def _matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        if not self.per_channel:
             w = (self.codes.float() - self.zeros[:, self.g_idx]) * self.scales[:, self.g_idx]
-            y = torch.mm(rows, w.to(x.dtype).t())
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
+            return torch.mm(rows, w.to(rows.dtype).t())
+        y = _int8_mm(rows, self.codes, self.scales)
+        if self.zero_terms is not None:
+            y = y - rows.float().sum(dim=1, keepdim=True) * self.zero_terms
+        return y.to(rows.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, per_channel={self.per_channel}, " \
