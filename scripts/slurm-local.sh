@@ -48,7 +48,7 @@ write_config() {
     fi
     local cpus mem
     cpus=$(nproc)
-    mem=$(free -m | awk '/^Mem:/ {print int($2 * 0.8)}')
+    mem=$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
     mkdir -p /etc/slurm "$STATE/ctld" "$STATE/d" "$STATE/log"
     cat > "$CONF" <<EOF
 $MARK

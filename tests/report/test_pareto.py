@@ -38,6 +38,8 @@ def test_conclusions_compare_runtimes_when_their_fp32_speeds_differ():
                          "speed-ups are per runtime; the fastest row, rtn@onnxruntime, is 4.00x faster than the "
                          "fastest fp32 (fp32@onnxruntime).")
     assert not any(line.startswith("Across") for line in conclusions(rows[:2], [1]))
+    rows[1].details["fp32_kernel_only"] = True  # every quantized layer fell back to the fp32 kernel
+    assert "rtn: 1.0x smaller, runs the fp32 kernel" in " ".join(conclusions(rows[:2], [1]))
 
 
 def test_latency_cells_print_one_unit():

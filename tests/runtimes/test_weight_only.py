@@ -185,6 +185,7 @@ def test_torch_cpu_lowbit_rows_run_a_low_bit_kernel_on_the_artifact_integers(spe
     runtime = TorchCPU()
     realized = runtime.realize(parse_methods(spec)[0], model, Context(task, runtime, progress=False), tmp_path / "row")
     assert op in realized.kernel and "dequantized" not in realized.kernel
+    assert realized.details["dense_lowbit_layers"] == [] and realized.details["fp32_kernel_only"] is False
     run = runtime.load(realized.path, task)
     assert op in str(run.module.graph)
     x = task.splits.x_test[:64]

@@ -128,3 +128,12 @@ def test_toml_errors_name_the_line(tmp_path):
 
 def test_invalid_yaml_names_the_line(tmp_path):
     assert "e.yaml:3: not valid YAML" in error_of(tmp_path, "methods:\n  - fp32\n  bad: [\n")
+
+
+@pytest.mark.parametrize("runtime", ["all", "torch-cpu,onnxruntime"])
+def test_a_run_measures_one_runtime(tmp_path, runtime):
+    """A run stores one row: several runtimes in one run would keep only the first; a grid is the way."""
+    assert "a sweep run measures one runtime" in error_of(tmp_path, f"fixed: {{runtime: '{runtime}'}}\n"
+                                                                     f"methods: [fp32]\n")
+    runs = load_text(tmp_path, "grid: {runtime: [torch-cpu, onnxruntime]}\nmethods: [fp32]\n").runs
+    assert [r.spec["runtime"] for r in runs] == ["torch-cpu", "onnxruntime"]

@@ -64,7 +64,7 @@ def _across_runtimes(rows: list[Row], batch_size: int) -> list[str]:
 def _versus_fp32(row: Row, base: Row, batch_size: int) -> str:
     text = f"{row.label}: {base.size_bytes / row.size_bytes:.1f}x smaller"
     mine, theirs = row.latency_at(batch_size), base.latency_at(batch_size)
-    if "dequantized at load" in (row.kernel or ""):
+    if row.details.get("fp32_kernel_only"):
         text += ", runs the fp32 kernel (no low-bit kernel on this runtime: latency is fp32's)"
     elif mine and theirs:
         speedup = theirs.median_ms / mine.median_ms

@@ -28,7 +28,7 @@ from ..measure.memory import peak_memory_bytes
 from ..quiet import quiet_torch_quantization
 from ..tasks.skeleton import build_skeleton
 from .base import RUNTIMES, Realized, Runner
-from .weight_only import CPU_KERNELS, cpu_kernel_summary, load_with_kernels, missing_cpu_kernel
+from .weight_only import CPU_KERNELS, cpu_kernel_refusal, cpu_kernel_summary, load_with_kernels, missing_cpu_kernel
 
 _PREFERENCE = {"x86_64": ("x86", "fbgemm"), "amd64": ("x86", "fbgemm"),
                "aarch64": ("qnnpack",), "arm64": ("qnnpack",)}
@@ -76,10 +76,13 @@ class TorchCPU:
         quantized, seconds = ctx.quantize(config, fp32)
         path = self.save(quantized, ctx.task, stem)
         kernel, notes = quantized.kernel, list(quantized.notes)
+        details = dict(quantized.details)
         if quantized.packed:
             kernel, more = cpu_kernel_summary(quantized.packed)
             notes += more
-        return Realized(path, kernel, seconds, notes, quantized.details)
+            dense = [name for name, lw in quantized.packed.items() if cpu_kernel_refusal(lw)]
+            details |= {"dense_lowbit_layers": dense, "fp32_kernel_only": len(dense) == len(quantized.packed)}
+        return Realized(path, kernel, seconds, notes, details)
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
         batch = task.latency_input(batch_size)
