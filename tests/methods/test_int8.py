@@ -1,4 +1,5 @@
 """Each int8 method on real kernels: correct values, real size reduction, QAT from FP32."""
+import copy
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def test_int8_artifact_is_about_4x_smaller(name, mlp, tmp_path):
 
 def test_qat_starts_from_the_fp32_weights(mlp):
     task, model = mlp
-    prepared = prepare_qat_model(model, TorchCPU().engine, task.example_input)
+    prepared = prepare_qat_model(copy.deepcopy(model), TorchCPU().engine, task.example_input)
     fp32 = {k: v for k, v in model.state_dict().items()}
     qat = prepared.state_dict()
     for key, value in fp32.items():

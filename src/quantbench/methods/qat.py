@@ -1,6 +1,5 @@
 """QAT: fake-quant fine-tuning that starts from the trained FP32 weights, freezes observers
 and batch-norm statistics late in training, then converts to a real int8 model."""
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -29,12 +28,12 @@ class QATConfig(MethodConfig):
 
 
 def prepare_qat_model(model: nn.Module, engine: str, example: torch.Tensor) -> nn.Module:
-    """Insert fake-quant (and fuse) into a copy of the *trained* model, in training mode."""
+    """Insert fake-quant (and fuse) into the *trained* model (the caller's copy: it is changed), in training mode."""
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
     with quiet_torch_quantization():
-        return prepare_qat_fx(copy.deepcopy(model).train(), get_default_qat_qconfig_mapping(engine), (example,))
+        return prepare_qat_fx(model.train(), get_default_qat_qconfig_mapping(engine), (example,))
 
 
 def _freeze_schedule(config: QATConfig):
@@ -56,8 +55,6 @@ def quantize_qat_int8(config: QATConfig, model: nn.Module, ctx: Context) -> Quan
 
     engine = require_int8_engine(ctx)
     require_traceable(ctx, "QAT (FX graph mode)")
-    if not hasattr(ctx.task, "splits"):
-        raise Unsupported(f"QAT fine-tunes on labelled data; task '{ctx.task.name}' has none")
     prepared = prepare_qat_model(model, engine, ctx.task.example_input)
     with quiet_torch_quantization():
         epochs, val_acc = fit(prepared, ctx.task.splits, lr=config.lr, max_epochs=config.epochs,
