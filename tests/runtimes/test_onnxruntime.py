@@ -18,7 +18,7 @@ from quantbench.methods import Context, Unsupported, apply_method  # noqa: E402
 from quantbench.methods.lowbit.artifact import FORMAT  # noqa: E402
 from quantbench.methods.lowbit.packing import from_gptq_tensors  # noqa: E402
 from quantbench.runtimes import OnnxRuntimeCPU, TorchCPU, onnxruntime_cpu  # noqa: E402
-from quantbench.runtimes.matmul_nbits import NBitsWeight, block_groups, unpack_lowbit  # noqa: E402
+from quantbench.runtimes.matmul_nbits import NBitsWeight, block_groups, read_nbits_weights, unpack_lowbit  # noqa: E402
 from quantbench.spec import CompareSpec  # noqa: E402
 from quantbench.tasks import build_task  # noqa: E402
 from quantbench.tasks.train import trained_fp32  # noqa: E402
@@ -40,21 +40,6 @@ def realize(spec: str, task_and_model, tmp_path, accuracy_level=0):
     return realized, rt.load(realized.path, task)
 
 
-def nbits_weights_in_file(path) -> dict[str, NBitsWeight]:
-    """Every MatMulNBits of the saved graph, read back from the file (layer name -> its tensors)."""
-    graph = onnx.load(str(path)).graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    gathers = {n.output[0]: inits[n.input[1]] for n in graph.node if n.name.endswith(".nbits.gather")}
-    found = {}
-    for node in (n for n in graph.node if n.op_type == "MatMulNBits"):
-        attrs = {a.name: a.i for a in node.attribute}
-        zero_points = inits[node.input[3]] if len(node.input) > 3 and node.input[3] else None
-        found[node.name.removesuffix(".nbits.matmul")] = NBitsWeight(
-            inits[node.input[1]], inits[node.input[2]], zero_points, attrs["K"], attrs["N"], attrs["bits"],
-            attrs["block_size"], gathers.get(node.input[0]))
-    return found
-
-
 def assert_same_integers(saved: dict[str, NBitsWeight], packed: dict) -> None:
     assert set(saved) == set(packed)
     for name, lw in packed.items():
@@ -72,7 +57,7 @@ def test_matmul_nbits_runs_quantbench_integers_and_matches_the_dequantized_torch
     quantized = apply_method(parse_methods(spec)[0], model, Context(task, TorchCPU(), progress=False))
     realized, run = realize(spec, mlp, tmp_path)
     assert "MatMulNBits" in realized.kernel and realized.details["same_integers_checked"]
-    assert_same_integers(nbits_weights_in_file(realized.path), quantized.packed)
+    assert_same_integers(read_nbits_weights(realized.path), quantized.packed)
     x = task.splits.x_test
     with torch.no_grad():
         expected = quantized.module(x)
@@ -197,7 +182,7 @@ def test_matmul_nbits_rows_hold_exactly_the_integers_of_the_torch_rows(method, b
                                       config["bits"], config["group_size"], k_in, n_out, config["checkpoint_format"])
               for name, (n_out, k_in) in layers.items()}
     onnx_path = artifacts / f"{method.replace(':', '_')}_onnxruntime.onnx"
-    assert_same_integers(nbits_weights_in_file(onnx_path), packed)
+    assert_same_integers(read_nbits_weights(onnx_path), packed)
 
 
 def test_runtimes_command_lists_each_runtime_and_cuda(capsys):
@@ -278,7 +263,7 @@ def test_transformer_matmul_nbits_holds_the_torch_integers_and_matches_the_torch
     realized, run = realize("rtn:group_size=32", (task, model), tmp_path)
     assert realized.details["nbits_layers_not_in_graph"] == absent
     in_graph = {name: lw for name, lw in quantized.packed.items() if name not in absent}
-    assert_same_integers(nbits_weights_in_file(realized.path), in_graph)
+    assert_same_integers(read_nbits_weights(realized.path), in_graph)
     assert_same_output(run, quantized.module, task, rtol=1e-4)
 
 

@@ -291,3 +291,21 @@ def _drop_unused_initializers(graph) -> None:
     used = {name for node in graph.node for name in node.input}
     for init in [t for t in graph.initializer if t.name not in used]:
         graph.initializer.remove(init)
+
+
+def read_nbits_weights(path) -> dict[str, NBitsWeight]:
+    """Every MatMulNBits of a saved ``.onnx`` file, read back from the file: layer name -> its tensors."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    gathers = {n.output[0]: inits[n.input[1]] for n in graph.node if n.name.endswith(".nbits.gather")}
+    found = {}
+    for node in (n for n in graph.node if n.op_type == "MatMulNBits"):
+        attrs = {a.name: a.i for a in node.attribute}
+        zero_points = inits[node.input[3]] if len(node.input) > 3 and node.input[3] else None
+        found[node.name.removesuffix(".nbits.matmul")] = NBitsWeight(
+            inits[node.input[1]], inits[node.input[2]], zero_points, attrs["K"], attrs["N"], attrs["bits"],
+            attrs["block_size"], gathers.get(node.input[0]))
+    return found

@@ -175,9 +175,9 @@ def _lowbit(rt, config, fp32, ctx, path) -> Realized:
         weights = {name: matmul_nbits.pack_lowbit(lw) for name, lw in quantized.packed.items()}
     except matmul_nbits.NotRepresentable as e:
         raise Unsupported(f"{config.label()} on onnxruntime: {e}") from None
-    _check_same_integers(quantized.packed, weights)
     absent = _write_nbits_graph(quantized.module, weights, ctx.task, rt.accuracy_level, path)
-    weights = {name: w for name, w in weights.items() if name not in absent}
+    weights = matmul_nbits.read_nbits_weights(path)  # what the file holds, checked against the integers
+    _check_same_integers({name: lw for name, lw in quantized.packed.items() if name not in absent}, weights)
     details = quantized.details | {"ort_accuracy_level": rt.accuracy_level, "same_integers_checked": True,
                                    "nbits_block_sizes": sorted({w.block_size for w in weights.values()}),
                                    "nbits_layers_not_in_graph": absent}
@@ -215,7 +215,7 @@ def _nbits_notes(bits: int, weights: dict, accuracy_level: int) -> list[str]:
     blocks = "/".join(map(str, sorted({w.block_size for w in weights.values()})))
     level = {0: "0: fp32 compute on dequantized weights", 4: "4: activations quantized to int8 per block"}
     notes = [f"MatMulNBits fed with quantbench's {bits}-bit codes, zero points and fp16-rounded scales as they are "
-             f"(unpacked back and checked equal); block size {blocks}; "
+             f"(read back from the saved file, unpacked and checked equal); block size {blocks}; "
              f"accuracy_level {level.get(accuracy_level, accuracy_level)}", _nbits_size_note(weights)]
     permuted = [name for name, w in weights.items() if w.perm is not None]
     if permuted:
@@ -350,6 +350,9 @@ def _check_same_integers(packed: dict, weights: dict) -> None:
     """The MatMulNBits tensors, unpacked, hold exactly the LowBitWeight's codes, zeros and scales."""
     from .matmul_nbits import block_groups, unpack_lowbit
 
+    if set(packed) != set(weights):
+        raise AssertionError(f"the file's MatMulNBits layers {sorted(weights)} are not the quantized ones "
+                             f"{sorted(packed)}")
     for name, lw in packed.items():
         w = weights[name]
         codes, zeros, scales = unpack_lowbit(w)

@@ -253,7 +253,8 @@ class Int8WeightOnlyLinear(_WeightOnlyLinear):
         self.register_buffer("codes", w.codes.to(device))
         # per-row scales in the dtype the kernel takes (bf16 on the CPU), converted once here, not per call
         row_dtype = torch.bfloat16 if device.type == "cpu" else torch.float32
-        self.register_buffer("scales", w.scales[:, 0].to(device, row_dtype) if self.per_channel else w.scales.to(device))
+        scales = w.scales[:, 0].to(device, row_dtype) if self.per_channel else w.scales.to(device)
+        self.register_buffer("scales", scales)
         self.register_buffer("zero_terms", None if self.symmetric or not self.per_channel
                              else (w.scales[:, 0] * w.zeros[:, 0]).to(device))
         self.register_buffer("zeros", None if self.per_channel else w.zeros.to(device))
