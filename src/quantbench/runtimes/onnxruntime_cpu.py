@@ -399,10 +399,9 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
-_ORT_IMPORTS = """import numpy as np, onnxruntime as ort
+_ORT_IMPORTS = """import numpy as np, onnxruntime
+from quantbench.runtimes.onnxruntime_cpu import make_session
 x = {name: np.ones(dims, dtype) for name, (dims, dtype) in shape.items()}"""
 
-_ORT_LOAD_AND_RUN = """options = ort.SessionOptions()
-options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
-session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-session.run(None, x)"""
+_ORT_LOAD_AND_RUN = """make_session(path, threads).run(None, x)"""
+"""The probe opens its session exactly as the timed rows do (``make_session``)."""
