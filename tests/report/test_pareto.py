@@ -53,7 +53,7 @@ def test_latency_cells_print_one_unit():
     assert latency_cell(None) == "-"
 
 
-def test_plot_marks_each_runtime_and_the_front(tmp_path):
+def test_plot_marks_each_runtime_and_the_front(tmp_path, monkeypatch):
     import matplotlib.image
 
     from quantbench.measure.latency import Latency
@@ -66,6 +66,16 @@ def test_plot_marks_each_runtime_and_the_front(tmp_path):
 
     rows = [row("fp32", "torch-cpu", 0.6, 4 << 20), row("rtn", "torch-cpu", 0.08, 1 << 20),
             row("fp32", "onnxruntime", 0.12, 4 << 20), row("rtn", "onnxruntime", 0.03, 1 << 20)]
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
     path = plot_tradeoffs(Results({}, {"description": "test"}, rows), tmp_path / "plot.png")
-    image = matplotlib.image.imread(path)
-    assert image.shape[0] > 300 and image.shape[1] > 1000
+    assert matplotlib.image.imread(path).shape[1] > 1000
+    size_axis, latency_axis = figures[0].axes
+    assert "MB" in size_axis.get_xlabel()
+    for ax in (size_axis, latency_axis):
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert texts[0] == "Pareto front (circled)" and sorted(texts[1:]) == ["onnxruntime", "torch-cpu"]
+    front = next(line for line in latency_axis.get_lines() if line.get_linestyle() == "--")
+    assert list(front.get_xdata()) == [30.0]  # rtn@onnxruntime alone: fastest at equal quality

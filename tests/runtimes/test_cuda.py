@@ -82,7 +82,10 @@ def test_no_gpu_fp16_int4_and_unknown_kinds():
 
 
 def test_tensor_bytes_counts_inner_tensors_of_subclasses():
+    from torch.testing._internal.two_tensor import TwoTensor
+
     assert tensor_bytes(torch.zeros(4, 4, dtype=torch.bfloat16)) == 32
+    assert tensor_bytes(TwoTensor(torch.zeros(4, 4, dtype=torch.bfloat16), torch.zeros(4, 4, dtype=torch.bfloat16))) == 64
     assert tensor_bytes(None) == 0
 
 
