@@ -111,9 +111,20 @@ def test_a_failing_method_is_recorded_and_the_rest_continue(tmp_path, cache_dir)
     assert "symbolic" in failed.error.lower() or "trace" in failed.error.lower(), failed.error
 
 
-@pytest.mark.parametrize("command", [[], ["compare"], ["sweep"], ["report"]])
+@pytest.mark.parametrize("command", [[], ["compare"], ["sweep"], ["sweep", "status"], ["report"]])
 def test_help_prints_for_every_command(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([*command, "--help"])
     assert exc.value.code == 0
-    assert "usage: quantbench" in capsys.readouterr().out
+    assert f"usage: {' '.join(['quantbench', *command])} " in capsys.readouterr().out
+
+
+def test_sweep_status_is_a_command_of_its_own(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "status", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "DIR" in text and "not started" in text and "--store FILE" in text and "--dry-run" not in text
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "status"])
+    assert exc.value.code == 2 and "required: DIR" in capsys.readouterr().err

@@ -84,14 +84,31 @@ def test_toml_gives_the_same_runs(tmp_path):
     assert [r.key for r in from_toml] == [r.key for r in load_text(tmp_path, EXAMPLE).runs]
 
 
+CHECKED_AT_LOAD = {"task": "cnn", "runtime": "onnxruntime"}  # fields whose values the experiment checks
+
+
+def non_default(name: str, default):
+    """A value of the field's type that is not its default."""
+    if name in CHECKED_AT_LOAD:
+        return CHECKED_AT_LOAD[name]
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, int):
+        return default + 1
+    if isinstance(default, tuple):
+        return [v + 1 for v in default]
+    return f"not-{default}"  # str, or None for optional text
+
+
 @pytest.mark.parametrize("name", SWEEPABLE)
 def test_every_compare_spec_field_is_a_valid_key(tmp_path, name):
-    """New CompareSpec fields are accepted with no change to the sweep code."""
+    """New CompareSpec fields are accepted with no change to the sweep code, and a value set in
+    'fixed:' reaches the run's spec."""
     default = next(f.default for f in dataclasses.fields(CompareSpec) if f.name == name)
-    value = json.dumps(list(default) if isinstance(default, tuple) else default)  # YAML reads JSON
-    text = f"fixed: {{{name}: {value}}}\nmethods: [fp32]\n"
+    value = non_default(name, default)
+    text = f"fixed: {{{name}: {json.dumps(value)}}}\nmethods: [fp32]\n"  # YAML reads JSON
     run = load_text(tmp_path, text).runs[0]
-    assert getattr(run.compare_spec(), name) == default
+    assert getattr(run.compare_spec(), name) == (tuple(value) if isinstance(value, list) else value) != default
 
 
 @pytest.mark.parametrize("text, line, message", [

@@ -70,6 +70,12 @@ def test_status_counts_done_and_failed(sweep, capsys):
     assert "6 runs: 4 done, 2 failed" in printed and "fails on purpose" in printed and "--retry-failed" in printed
 
 
+def test_an_unknown_executor_on_the_command_line_is_refused_before_anything_runs(write_experiment, tmp_path, capsys):
+    assert main(["sweep", str(write_experiment()), "--out", str(tmp_path / "new"), "--executor", "slrum"]) == 2
+    assert "unknown executor 'slrum' (did you mean 'slurm'?)" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
 def test_resume_needs_something_to_resume(write_experiment, tmp_path, capsys):
     assert main(["sweep", str(write_experiment()), "--out", str(tmp_path / "new"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
@@ -103,7 +109,7 @@ def test_report_merges_two_machines_into_tables_html_markdown_and_csv(sweep, tmp
     page.feed(html)
     text = "".join(page.text)
     assert page.tags.count("section") >= 6 + 2  # 3 tasks x 2 machines, machines, runs
-    assert page.tags.count("svg") == 2 * 2 * 2  # two Pareto plots per task that has successful runs, per machine
+    assert page.tags.count("svg") == 2 * 2  # one figure (two Pareto plots) per task with successful runs, per machine
     assert page.external == [] and "script" in page.tags
     for r in records(out):
         assert r["run_id"] in text
@@ -111,7 +117,11 @@ def test_report_merges_two_machines_into_tables_html_markdown_and_csv(sweep, tmp
     md = (tmp_path / "report" / "report.md").read_text()
     assert md.count("## ") == 6 and "| ptq-dynamic |" in md
     with (tmp_path / "report" / "report.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 12  # 6 runs x 2 machines, one batch size
+        lines = list(csv.DictReader(f))
+    assert len(lines) == 12  # 6 runs x 2 machines, one batch size
+    for line in lines:
+        assert line["run_id"] and line["hardware"] and line["status"] in ("ok", "failed")
+        assert bool(line["quality_ci_low"]) == bool(line["median_ms"]) == (line["status"] == "ok")
 
 
 def test_report_filters_by_method_and_machine(sweep, tmp_path, capsys):
@@ -133,7 +143,7 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
                               timeout=120).stdout
 
     page = dom()
-    assert page.count("<svg") == 4 and "Pareto" in page and "dataset=wine" in page and "display: none" not in page
+    assert page.count("<svg") == 2 and "Pareto" in page and "dataset=wine" in page and "display: none" not in page
     filtered = dom("?method=dynamic")  # the inline script ran: other methods' rows are hidden
     assert filtered.count('style="display: none;"') == 3 + 3  # the fp32 rows of 3 task tables and of all runs
 

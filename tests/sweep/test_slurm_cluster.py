@@ -89,4 +89,4 @@ def test_sweep_through_slurm_collects_every_result_and_failure(sweep_dir, capsys
     with Store(out / "store.sqlite") as store:
         assert sorted(r["attempts"] for r in store.records()) == [1, 2, 2]
     assert main(["report", str(out)]) == 0
-    assert (out / "report.html").read_text().count("<svg") == 2
+    assert (out / "report.html").read_text().count("<svg") == 1

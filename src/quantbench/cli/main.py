@@ -46,10 +46,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+class _Commands(argparse._SubParsersAction):
+    """The commands, where a command may be two words ('sweep status'): each its own parser and --help."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        two_words = " ".join(values[:2])
+        if two_words in self.choices:
+            values = [two_words, *values[2:]]
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quantbench", description=DESCRIPTION, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", action=_Commands)
     compare = sub.add_parser("compare", help="quantize with each method and print the comparison",
                              description=DESCRIPTION, epilog=EXAMPLES,
                              formatter_class=argparse.RawDescriptionHelpFormatter)

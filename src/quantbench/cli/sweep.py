@@ -2,7 +2,6 @@
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
 from .spec_args import add_dataclass_options, spec_from_args
 
 SWEEP_HELP = "run an experiment file (tasks x methods x options x seeds) locally or on SLURM, into one store"
@@ -14,6 +13,11 @@ SWEEP_EXAMPLES = """examples:
   quantbench sweep status sweeps/tabular-demo           # done / failed / running / pending
   quantbench report sweeps/tabular-demo                 # tables, report.html, report.md, report.csv
 """
+STATUS_HELP = "how far a sweep is: done, failed, running, pending and not started runs"
+STATUS_DESCRIPTION = """How far a sweep is. Finished SLURM results are collected into the store first, and
+jobs that left the queue without a result are recorded as failed; then each run of the sweep's
+experiment file is counted as done, failed, running, pending (queued) or not started. Failed runs
+are listed with their errors, running and pending ones with their SLURM job ids."""
 REPORT_HELP = "compare the runs of one or more stores: tables, HTML with Pareto plots, markdown, CSV"
 
 
@@ -23,24 +27,29 @@ def add_sweep_commands(sub) -> None:
 
     sweep = sub.add_parser("sweep", help=SWEEP_HELP, description=SWEEP_HELP, epilog=SWEEP_EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    sweep.add_argument("target", metavar="EXPERIMENT",
-                       help="experiment file (.yaml, .toml), a sweep folder to resume, or 'status DIR'")
-    sweep.add_argument("folder", nargs="?", metavar="DIR", help=argparse.SUPPRESS)
+    sweep.add_argument("target", metavar="EXPERIMENT", help="experiment file (.yaml, .toml) or a sweep folder "
+                                                            "to resume; 'quantbench sweep status DIR' shows progress")
     add_dataclass_options(sweep, SweepOptions)
     sweep.set_defaults(func=_sweep)
+    _add_status_command(sub)
     report = sub.add_parser("report", help=REPORT_HELP, description=REPORT_HELP)
     report.add_argument("stores", nargs="+", metavar="STORE", help="sweep folders or .sqlite stores")
     add_dataclass_options(report, ReportOptions)
     report.set_defaults(func=_report)
 
 
+def _add_status_command(sub) -> None:
+    """'quantbench sweep status DIR': a command of two words (see main._Commands)."""
+    status = sub.add_parser("sweep status", help=STATUS_HELP, description=STATUS_DESCRIPTION)
+    status.add_argument("folder", metavar="DIR", help="the sweep folder (what 'quantbench sweep --out' named)")
+    status.add_argument("--store", metavar="FILE", help="the SQLite store (default: DIR/store.sqlite, or the one "
+                                                        "'quantbench sweep --store' put elsewhere)")
+    status.set_defaults(func=_status)
+
+
 def _sweep(args) -> int:
     from ..sweep import SweepOptions, plan_sweep, run_sweep
 
-    if args.target == "status":
-        return _status(args.folder or args.out, args.store)
-    if args.folder:
-        raise UserError(f"unexpected argument '{args.folder}' (only 'quantbench sweep status DIR' takes two)")
     options = spec_from_args(SweepOptions, args)
     if options.dry_run:
         _print_plan(plan_sweep(args.target, options))
@@ -52,13 +61,11 @@ def _sweep(args) -> int:
     return 1 if any(f["status"] == "failed" for f in summary.finished) else 0
 
 
-def _status(folder: str | None, store: str | None) -> int:
+def _status(args) -> int:
     from ..sweep import sweep_status
     from ..sweep.status import STATES
 
-    if not folder:
-        raise UserError("which sweep? usage: quantbench sweep status DIR")
-    status = sweep_status(folder, store)
+    status = sweep_status(args.folder, args.store)
     total = sum(status.counts.values())
     print(f"sweep '{status.name}' ({status.folder}): {total} runs: "
           + ", ".join(f"{status.counts[s]} {s}" for s in STATES if status.counts[s]))

@@ -1,8 +1,9 @@
 """results.json (the schema), results.csv (one line per row and batch size), results.md."""
 import csv
 from pathlib import Path
+from typing import Any, Iterable
 
-from ..results import Results
+from ..results import Results, Row
 from .format import human_bytes, latency_cell, pct, quality_cell, quality_header
 from .pareto import conclusions
 from .table import busy_machine_warning
@@ -22,14 +23,22 @@ def write_all(results: Results, out: Path) -> list[Path]:
 
 
 def write_csv(results: Results, path: Path) -> None:
+    write_csv_lines(path, CSV_COLUMNS, (line for row in results.rows for line in csv_lines(row)))
+
+
+def csv_lines(row: Row | None, ids: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One line per batch size (one line for a row without latency, or without a row): the row's
+    fields, its interval as two columns, then ``ids``, which name where the row comes from."""
+    ci = (row.quality_ci if row else None) or [None, None]
+    fields = {**(vars(row) if row else {}), **(ids or {}), "quality_ci_low": ci[0], "quality_ci_high": ci[1]}
+    return [{**fields, **(vars(lat) if lat else {})} for lat in (row.latency if row else None) or [None]]
+
+
+def write_csv_lines(path: Path, columns: list[str], lines: Iterable[dict[str, Any]]) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
-        for row in results.rows:
-            ci = row.quality_ci or [None, None]
-            fields = {**vars(row), "quality_ci_low": ci[0], "quality_ci_high": ci[1]}
-            for lat in row.latency or [None]:
-                writer.writerow({**fields, **(vars(lat) if lat else {})})
+        writer.writerows(lines)
 
 
 def to_markdown(results: Results) -> str:
@@ -39,18 +48,26 @@ def to_markdown(results: Results) -> str:
     head = ["method", "status", quality_header(metric), "agree %", "size", "bits/param",
             *[f"latency b{b} median [p10-p90]" for b in batch_sizes], "kernel"]
     lines = [f"# quantbench: {results.task['description']}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lat = [latency_cell(r.latency_at(b)) for b in batch_sizes]
-        cells = [r.label, r.status if r.status == "ok" else f"{r.status}: {r.error}", quality_cell(r), pct(r.agreement),
-                 human_bytes(r.size_bytes), f"{r.bits_per_param:.2f}" if r.bits_per_param else "-", *lat,
-                 r.kernel or "-"]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+             *markdown_table(head, [_md_cells(r, batch_sizes) for r in rows])]
     warning = busy_machine_warning(results.env)
-    lines += ["", *[f"- {c}" for c in conclusions(rows, batch_sizes or [1])], *([f"- **warning**: {warning}"] if warning else []),
-              "", _md_env(results.env)]
+    lines += ["", *[f"- {c}" for c in conclusions(rows, batch_sizes or [1])],
+              *([f"- **warning**: {warning}"] if warning else []), "", _md_env(results.env)]
     return "\n".join(lines) + "\n"
 
+
+def markdown_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a markdown table; a '|' inside a cell is written '/'."""
+    return [_md_line(head), "|" + "---|" * len(head), *map(_md_line, rows)]
+
+
+def _md_line(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
+
+
+def _md_cells(r: Row, batch_sizes: list[int]) -> list[str]:
+    return [r.label, r.status if r.status == "ok" else f"{r.status}: {r.error}", quality_cell(r), pct(r.agreement),
+            human_bytes(r.size_bytes), f"{r.bits_per_param:.2f}" if r.bits_per_param else "-",
+            *[latency_cell(r.latency_at(b)) for b in batch_sizes], r.kernel or "-"]
 
 
 def _md_env(env: dict) -> str:

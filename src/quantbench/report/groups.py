@@ -9,12 +9,12 @@ from typing import Any
 from ..errors import UserError
 from ..measure.latency import Latency
 from ..results import Row
-from ..spec import CompareSpec
 from ..sweep.api import store_path
+from ..sweep.runs import short_text, spec_defaults
 from ..sweep.store import Store
 
-LINE_FIELDS = ("runtime",)  # spec fields compared side by side within a task, like methods
-NOT_TASK = ("task", "methods", "seed", "out", "progress", "cache_dir", "threads", *LINE_FIELDS)
+# Spec fields that do not make another task: the runtime is a line within the task, like a method.
+NOT_TASK = ("task", "methods", "seed", "out", "progress", "cache_dir", "threads", "runtime")
 
 
 @dataclass
@@ -34,7 +34,8 @@ class Entry:
     finished_at: str | None
     job_id: str | None
     store: str
-    line: str = ""  # the comparison line: the method, plus the runtime where runtimes differ
+    runtime: str = ""  # where the run executed (the default runtime for a store that predates the field)
+    line: str = ""  # the comparison line: Row.label, the method plus '@runtime' off the default runtime
 
     @property
     def ok(self) -> bool:
@@ -48,8 +49,8 @@ class MethodLine:
     entries: list[Entry]
 
     @property
-    def runtime_suffix(self) -> str:
-        return self.method[len(self.entries[0].method):]
+    def runtime(self) -> str:
+        return self.entries[0].runtime
 
     @property
     def rows(self) -> list[Row]:
@@ -93,6 +94,10 @@ class Group:
     @property
     def entries(self) -> list[Entry]:
         return [e for line in self.lines for e in line.entries]
+
+    @property
+    def failed(self) -> list[Entry]:
+        return [e for line in self.lines for e in line.failed]
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -153,21 +158,18 @@ def _row(data: dict[str, Any]) -> Row:
 
 def _label(entries: list[Entry]) -> None:
     """Task: its name plus the spec fields that differ between tasks ('tabular dataset=wine');
-    line: the method plus the runtime where runtimes differ. A field a store predates counts as
-    its default, as in run keys."""
-    defaults = {f.name: _plain(f.default) for f in dataclasses.fields(CompareSpec)}
+    line: the row's label. A field a store predates counts as its default, as in run keys."""
+    defaults = spec_defaults()
     specs = [{**defaults, **e.spec} for e in entries]
     keys = list(dict.fromkeys(k for s in specs for k in s))
     varying = [k for k in keys if len({repr(s.get(k)) for s in specs}) > 1]
     for e, spec in zip(entries, specs):
-        details = [f"{k}={_short(spec.get(k))}" for k in varying if k not in NOT_TASK]
+        details = [f"{k}={short_text(spec.get(k))}" for k in varying if k not in NOT_TASK]
         e.task = " ".join([str(spec.get("task")), *details])
-        e.line = " ".join([e.method, *(f"@{spec.get(k)}" for k in varying if k in LINE_FIELDS)])
+        e.runtime = str(spec.get("runtime"))
+        e.line = _row_label(e.method, e.runtime)
 
 
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _short(value: Any) -> str:
-    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+def _row_label(method: str, runtime: str) -> str:
+    """Row.label, the one naming rule, also for a failed run that stored no row."""
+    return Row(method=method, config={}, task="", runtime=runtime).label

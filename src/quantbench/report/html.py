@@ -1,18 +1,17 @@
 """report.html: one self-contained file (inline SVG plots, inline CSS and JS, no network):
-per (task, machine) a table and two Pareto plots, filters by task, machine and method,
-each machine's environment, and every run with its provenance."""
+per (task, machine) a table and the same Pareto plots as a comparison's PNG, filters by task,
+machine and method, each machine's environment, and every run with its provenance."""
 import datetime
-import io
 from html import escape
 from pathlib import Path
 
-from .groups import Entry, Group, machines
-from .pareto import pareto_front
-from .sweep_report import base_line, headers, line_cells
+from .groups import Entry, Group, MethodLine, machines
+from .plot import Point, Tradeoffs, figure_svg, tradeoff_figure
+from .sweep_report import group_cells, headers
 
 STYLE = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;font-variant-numeric:tabular-nums}th{background:#f3f3f3}
-section{border-top:2px solid #ddd;margin-top:1.5em}.plots svg{max-width:49%;height:auto}.fail{color:#b00}
+section{border-top:2px solid #ddd;margin-top:1.5em}.plots svg{max-width:100%;height:auto}.fail{color:#b00}
 #filters{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ddd}.note{color:#666}"""
 
 SCRIPT = """function applyFilters(){
@@ -57,62 +56,35 @@ def _filters(entries: list[Entry]) -> str:
 
 def _group(group: Group) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers(group))
-    rows = "".join(_line_row(group, line) for line in group.lines)
+    rows = "".join(_line_row(line, cells) for line, cells in zip(group.lines, group_cells(group)))
     failed = "".join(f"<li class='fail'>{escape(e.status)}: {escape(e.run_id)}: {escape(str(e.error))}</li>"
-                     for line in group.lines for e in line.failed)
+                     for e in group.failed)
     return (f"<section class='f' data-task='{escape(group.task)}' data-machine='{escape(group.hardware)}'>"
             f"<h2>{escape(group.task)}</h2><p>on {escape(group.hardware)}</p><table><tr>{head}</tr>{rows}</table>"
             f"<p class='note'>quality: mean over seeds [lowest-highest seed; one run: its 95% CI]. "
-            f"Red points and dashed line: Pareto front.</p>"
-            f"<div class='plots'>{tradeoff_svgs(group)}</div><ul>{failed}</ul></section>")
+            f"Circled points and dashed line: Pareto front.</p>"
+            f"<div class='plots'>{tradeoff_svg(group)}</div><ul>{failed}</ul></section>")
 
 
-def _line_row(group: Group, line) -> str:
-    cells = line_cells(line, base_line(group, line), group.batch_sizes, group.metric)
+def _line_row(line: MethodLine, cells: list[str]) -> str:
     return (f"<tr class='f' data-method='{escape(line.method)}'>"
             + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
 
 
-def tradeoff_svgs(group: Group) -> str:
-    """Quality vs size and quality vs latency at the smallest batch, as two inline SVGs."""
+def tradeoff_svg(group: Group) -> str:
+    """The figure a comparison saves as PNG, drawn for the group's lines, as inline SVG."""
     lines = [line for line in group.lines if line.quality() is not None]
     if not lines:
         return "<p class='note'>no successful runs to plot</p>"
-    batch = min(group.batch_sizes) if group.batch_sizes else None
-    sizes = {line.method: line.median("size_bytes") / 1024 for line in lines if line.median("size_bytes")}
-    latencies = {line.method: line.latency_ms(batch) for line in lines if batch and line.latency_ms(batch)}
-    return (_svg(group, lines, sizes, "artifact size", "KB")
-            + _svg(group, lines, latencies, f"median latency at batch {batch}", "ms"))
+    return figure_svg(tradeoff_figure(_line_tradeoffs(group, lines)))
 
 
-def _svg(group: Group, lines, cost: dict[str, float], name: str, unit: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scale = 100 if group.metric == "accuracy" else 1
-    higher = lines[0].first("higher_is_better") is not False
-    quality = {line.method: line.quality() for line in lines}
-    front = pareto_front({m: (c, quality[m][0] if higher else -quality[m][0]) for m, c in cost.items()})
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig, ax = plt.subplots(figsize=(5.6, 4))
-        for method, x in cost.items():
-            mean, low, high = (scale * v for v in quality[method])
-            ax.errorbar(x, mean, yerr=[[mean - low], [high - mean]], fmt="o" if method in front else "x",
-                        color="C3" if method in front else "C0", capsize=3)
-            ax.annotate(method, (x, mean), textcoords="offset points", xytext=(5, 5), fontsize=8)
-        ax.plot([cost[m] for m in front], [scale * quality[m][0] for m in front], "--", color="C3", alpha=0.6)
-        log = bool(cost) and max(cost.values()) > 20 * min(cost.values())
-        ax.set(xscale="log" if log else "linear", xlabel=f"{name} ({unit}{', log' if log else ''})",
-               ylabel=f"{group.metric}{' %' if scale == 100 else ''}", title=f"{group.metric} vs {name}")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        buffer = io.StringIO()
-        fig.savefig(buffer, format="svg")
-        plt.close(fig)
-    text = buffer.getvalue()
-    return text[text.index("<svg"):]
+def _line_tradeoffs(group: Group, lines: list[MethodLine]) -> Tradeoffs:
+    batch = min(group.batch_sizes, default=None)
+    points = [Point(line.method, line.entries[0].method, line.runtime, line.quality(), line.median("size_bytes"),
+                    line.latency_ms(batch) if batch else None) for line in lines]
+    return Tradeoffs(f"{group.task} on {group.hardware}", group.metric, lines[0].first("higher_is_better") is not False,
+                     batch, points, interval="seed range or 95% CI")
 
 
 def _machines(envs: dict[str, dict]) -> str:

@@ -1,73 +1,144 @@
-"""PNG: quality vs size and vs smallest-batch latency, Pareto front marked, one marker per runtime."""
+"""Quality vs size and vs smallest-batch latency, Pareto front circled, one marker per runtime:
+one figure, saved as a comparison's PNG and inlined as SVG in a sweep's report.html."""
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..results import Results, Row
-from .pareto import latency_front, ok_rows, size_front
+from .pareto import ok_rows, pareto_front
 
 RUNTIME_STYLE = {"torch-cpu": ("o", "C0"), "onnxruntime": ("s", "C1"), "cuda": ("^", "C2")}
 FRONT_COLOR = "C3"
 
 
+@dataclass
+class Point:
+    """One row, or one line of a sweep pooled over seeds, as the figure shows it."""
+    label: str  # unique within the figure (Row.label)
+    method: str  # written next to the point when the legend names the runtimes
+    runtime: str
+    quality: tuple[float, float, float]  # value, low, high, in the metric's units
+    size_bytes: float | None
+    latency_ms: float | None  # median at the figure's batch size
+
+
+@dataclass
+class Tradeoffs:
+    """What one figure shows."""
+    title: str
+    metric: str
+    higher_is_better: bool
+    batch_size: int | None  # whose latency is plotted
+    points: list[Point]
+    interval: str = "95% CI"  # what the error bars span
+
+
 def plot_tradeoffs(results: Results, path: Path) -> Path | None:
+    rows = ok_rows(results.rows)
+    if not rows:
+        return None
+    figure = tradeoff_figure(_row_tradeoffs(results.task["description"], rows))
+    figure.savefig(path, dpi=120)
+    pyplot().close(figure)
+    return path
+
+
+def tradeoff_figure(tradeoffs: Tradeoffs):
+    """The two panels side by side; the caller saves and closes the figure."""
+    fig, (size_axis, latency_axis) = pyplot().subplots(1, 2, figsize=(11, 4.2))
+    _panel(size_axis, tradeoffs, *_size_costs(tradeoffs.points))
+    _panel(latency_axis, tradeoffs, *_latency_costs(tradeoffs.points, tradeoffs.batch_size))
+    fig.suptitle(tradeoffs.title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def figure_svg(figure) -> str:
+    """``figure`` as an inline <svg> element (text kept as text: small and searchable); closes it."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg")
+    pyplot().close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = ok_rows(results.rows)
-    if not rows:
-        return None
-    batch = min(l.batch_size for r in rows for l in r.latency)
-    size_unit, size_scale = ("MB", 2**20) if max(r.size_bytes for r in rows) >= 2**20 else ("KB", 2**10)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    panels = [
-        (axes[0], {r.label: r.size_bytes / size_scale for r in rows}, size_front(rows),
-         f"artifact size ({size_unit}, log)"),
-        (axes[1], {r.label: 1000 * r.latency_at(batch).median_ms for r in rows if r.latency_at(batch)},
-         latency_front(rows, batch), f"median latency at batch {batch} (us, log)"),
-    ]
-    for ax, cost, front, xlabel in panels:
-        _panel(ax, rows, cost, front, xlabel)
-    fig.suptitle(results.task["description"], fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plt
 
 
-def _quality(row: Row) -> tuple[float, float, float]:
+def _row_tradeoffs(title: str, rows: list[Row]) -> Tradeoffs:
+    batch = min((lat.batch_size for r in rows for lat in r.latency), default=None)
+    points = [Point(r.label, r.method, r.runtime, (r.quality, *(r.quality_ci or (r.quality, r.quality))),
+                    r.size_bytes, r.latency_at(batch).median_ms if r.latency_at(batch) else None) for r in rows]
+    return Tradeoffs(title, rows[0].metric, rows[0].higher_is_better, batch, points)
+
+
+def _size_costs(points: list[Point]) -> tuple[dict[str, float], str]:
+    sizes = {p.label: p.size_bytes for p in points if p.size_bytes}
+    unit, scale = ("MB", 2**20) if max(sizes.values(), default=0) >= 2**20 else ("KB", 2**10)
+    return {label: size / scale for label, size in sizes.items()}, f"artifact size ({unit}, log)"
+
+
+def _latency_costs(points: list[Point], batch_size: int | None) -> tuple[dict[str, float], str]:
+    times = {p.label: p.latency_ms for p in points if p.latency_ms}
+    unit, scale = ("ms", 1) if max(times.values(), default=0) >= 1 else ("us", 1000)
+    return {label: ms * scale for label, ms in times.items()}, f"median latency at batch {batch_size} ({unit}, log)"
+
+
+def _panel(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str) -> None:
+    if not cost:
+        ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
+        ax.set_xlabel(xlabel.replace(", log", ""))
+        return
+    points = sorted((p for p in tradeoffs.points if p.label in cost), key=lambda p: cost[p.label])
+    shown = {p.label: (cost[p.label], _plotted_quality(tradeoffs, p)) for p in points}
+    front = pareto_front({label: (x, y[0] if tradeoffs.higher_is_better else -y[0]) for label, (x, y) in shown.items()})
+    _draw_points(ax, points, shown, front, several_runtimes=len({p.runtime for p in tradeoffs.points}) > 1)
+    ax.plot([shown[n][0] for n in front], [shown[n][1][0] for n in front], "--", color=FRONT_COLOR, alpha=0.6,
+            label="Pareto front (circled)")
+    _set_axes(ax, tradeoffs, cost, xlabel)
+
+
+def _plotted_quality(tradeoffs: Tradeoffs, point: Point) -> tuple[float, float, float]:
     """(value, error below, error above) on the plotted scale (accuracy in %)."""
-    scale = 100 if row.metric == "accuracy" else 1
-    low, high = row.quality_ci or (row.quality, row.quality)
-    return scale * row.quality, scale * (row.quality - low), scale * (high - row.quality)
+    scale = 100 if tradeoffs.metric == "accuracy" else 1
+    value, low, high = point.quality
+    return scale * value, scale * (value - low), scale * (high - value)
 
 
-def _panel(ax, rows: list[Row], cost: dict[str, float], front: list[str], xlabel: str) -> None:
+def _draw_points(ax, points: list[Point], shown, front: list[str], several_runtimes: bool) -> None:
+    seen = set()
+    for i, p in enumerate(points):
+        x, (y, below, above) = shown[p.label]
+        marker, color = RUNTIME_STYLE.get(p.runtime, ("D", "C4"))
+        legend = p.runtime if several_runtimes and p.runtime not in seen else None
+        seen.add(p.runtime)
+        ax.errorbar(x, y, yerr=[[below], [above]], fmt=marker, color=color, capsize=3, markersize=5, label=legend)
+        if p.label in front:
+            ax.plot(x, y, marker="o", markersize=11, markerfacecolor="none", markeredgecolor=FRONT_COLOR)
+        name = p.method if several_runtimes else p.label
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 5 - 11 * (i % 3)), fontsize=7)
+
+
+def _set_axes(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str) -> None:
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    several_runtimes = len({r.runtime for r in rows}) > 1
-    plotted = sorted((r for r in rows if r.label in cost), key=lambda r: cost[r.label])
-    seen = set()
-    for i, row in enumerate(plotted):
-        x, (y, low, high) = cost[row.label], _quality(row)
-        marker, color = RUNTIME_STYLE.get(row.runtime, ("D", "C4"))
-        label = row.runtime if several_runtimes and row.runtime not in seen else None
-        seen.add(row.runtime)
-        ax.errorbar(x, y, yerr=[[low], [high]], fmt=marker, color=color, capsize=3, markersize=5, label=label)
-        if row.label in front:
-            ax.plot(x, y, marker="o", markersize=11, markerfacecolor="none", markeredgecolor=FRONT_COLOR)
-        name = row.method if several_runtimes else row.label
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 5 - 11 * (i % 3)), fontsize=7)
-    ax.plot([cost[n] for n in front], [_quality(r)[0] for n in front for r in rows if r.label == n], "--",
-            color=FRONT_COLOR, alpha=0.6, label="Pareto front (circled)")
     if max(cost.values()) > 20 * min(cost.values()):  # log only where it helps reading
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
     else:
         xlabel = xlabel.replace(", log", "")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    metric = rows[0].metric
+    metric = "test accuracy %" if tradeoffs.metric == "accuracy" else tradeoffs.metric
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy % (95% CI)" if metric == "accuracy" else f"{metric} (95% CI)")
+    ax.set_ylabel(f"{metric} ({tradeoffs.interval})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -1,6 +1,5 @@
 """``quantbench report STORE...``: per-task comparison tables in the terminal, and report.html,
 report.md and report.csv; stores from several machines merge, grouped by hardware."""
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from rich.table import Table
 
 from ..errors import UserError
 from ..spec import spec_field
-from .files import CSV_COLUMNS
+from .files import CSV_COLUMNS, csv_lines, markdown_table, write_csv_lines
 from .format import human_bytes, human_ms, pct, quality_header, quality_value
 from ..sweep.ingest import pending_results
 from .groups import Entry, Group, MethodLine, group_entries, load_entries
@@ -67,7 +66,12 @@ def headers(group: Group) -> list[str]:
 def base_line(group: Group, line: MethodLine) -> MethodLine | None:
     """The fp32 line to compare ``line`` with: on the same runtime where there is one."""
     fp32 = [other for other in group.lines if other.entries[0].method == "fp32" and other.rows]
-    return next((b for b in fp32 if b.runtime_suffix == line.runtime_suffix), fp32[0] if fp32 else None)
+    return next((b for b in fp32 if b.runtime == line.runtime), fp32[0] if fp32 else None)
+
+
+def group_cells(group: Group) -> list[list[str]]:
+    """The cells of each line of the group's table, in the order of ``group.lines``."""
+    return [line_cells(line, base_line(group, line), group.batch_sizes, group.metric) for line in group.lines]
 
 
 def print_groups(groups: list[Group], console: Console | None = None) -> None:
@@ -76,10 +80,10 @@ def print_groups(groups: list[Group], console: Console | None = None) -> None:
         table = Table(title=f"{group.task}  |  {group.hardware}", title_justify="left")
         for name in headers(group):
             table.add_column(name, overflow="fold")
-        for line in group.lines:
-            table.add_row(*map(escape, line_cells(line, base_line(group, line), group.batch_sizes, group.metric)))
+        for cells in group_cells(group):
+            table.add_row(*map(escape, cells))
         console.print(table)
-        for e in (e for line in group.lines for e in line.failed):
+        for e in group.failed:
             console.print(f"[red]{e.status}[/red] {escape(e.run_id)}: {escape(str(e.error))}")
     console.print(escape("quality: mean over seeds [lowest-highest seed; a single run shows its 95% CI]; "
                          "latency: median over seeds of each run's median"), style="dim")
@@ -88,31 +92,21 @@ def print_groups(groups: list[Group], console: Console | None = None) -> None:
 def to_markdown(groups: list[Group]) -> str:
     lines = ["# quantbench sweep report", ""]
     for group in groups:
-        head = headers(group)
-        lines += [f"## {group.task} on {group.hardware}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for line in group.lines:
-            cells = line_cells(line, base_line(group, line), group.batch_sizes, group.metric)
-            lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-        lines += [f"- {e.status}: {e.run_id}: {e.error}" for line in group.lines for e in line.failed]
-        lines.append("")
+        lines += [f"## {group.task} on {group.hardware}", "", *markdown_table(headers(group), group_cells(group)),
+                  *[f"- {e.status}: {e.run_id}: {e.error}" for e in group.failed], ""]
     return "\n".join(lines)
 
 
 def write_runs_csv(entries: list[Entry], path: Path) -> None:
     """One line per run and batch size, every stored number."""
-    columns = RUN_COLUMNS + [c for c in CSV_COLUMNS if c not in ("task",)]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
-        writer.writeheader()
-        for e in entries:
-            ids = {"run_id": e.run_id, "run_key": e.run_key, "task_label": e.task, "hardware": e.hardware,
-                   "seed": e.seed, "finished_at": e.finished_at, "job_id": e.job_id, "method": e.method,
-                   "status": e.status, "error": e.error}
-            row = vars(e.row) if e.row else {}
-            ci = (e.row.quality_ci if e.row else None) or [None, None]
-            fields = {**row, **ids, "quality_ci_low": ci[0], "quality_ci_high": ci[1]}
-            for lat in (e.row.latency if e.row else None) or [None]:
-                writer.writerow({**fields, **(vars(lat) if lat else {})})
+    columns = RUN_COLUMNS + [c for c in CSV_COLUMNS if c != "task"]
+    write_csv_lines(path, columns, (line for e in entries for line in csv_lines(e.row, _run_ids(e))))
+
+
+def _run_ids(e: Entry) -> dict:
+    """Which run, where and when; the store's status and error win over the row's."""
+    return {"run_id": e.run_id, "run_key": e.run_key, "task_label": e.task, "hardware": e.hardware, "seed": e.seed,
+            "finished_at": e.finished_at, "job_id": e.job_id, "method": e.method, "status": e.status, "error": e.error}
 
 
 def _selected(e: Entry, options: ReportOptions) -> bool:

@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..spec import spec_field
-from .experiment import EXECUTORS, Experiment, load_experiment
+from .experiment import Experiment, check_executor, load_experiment
 from .local import run_locally
 from .runs import Run
 from .slurm import settle_jobs, submit_runs
@@ -40,6 +40,7 @@ class SweepPlan:
     todo: list[Run]
     skipped: list[Run]
     in_store: dict[str, str]  # run key -> status, for the experiment's runs already stored
+    executor: str  # --executor, else the experiment file's
 
 
 @dataclass
@@ -56,6 +57,7 @@ def plan_sweep(target: str, options: SweepOptions) -> SweepPlan:
     into the store first, except in a dry run, which changes nothing."""
     experiment_file, folder = _locate(target, options)
     experiment = load_experiment(experiment_file)
+    executor = check_executor(options.executor) if options.executor else experiment.executor
     folder = folder or Path(options.out or Path("sweeps") / experiment.name)
     store = store_path(folder, options.store)
     if options.resume and not store.exists():
@@ -66,19 +68,16 @@ def plan_sweep(target: str, options: SweepOptions) -> SweepPlan:
         status = in_store.get(run.key)
         redo = status is None or options.rerun or (options.retry_failed and status not in DONE)
         (todo if redo and run.key not in active else skipped).append(run)
-    return SweepPlan(experiment, folder, store, todo, skipped, in_store)
+    return SweepPlan(experiment, folder, store, todo, skipped, in_store, executor)
 
 
 def run_sweep(target: str, options: SweepOptions) -> SweepSummary:
     plan = plan_sweep(target, options)
-    executor = options.executor or plan.experiment.executor
-    if executor not in EXECUTORS:
-        raise UserError(f"unknown executor '{executor}'; choose from: {', '.join(EXECUTORS)}")
     _save_experiment(plan, options)
-    summary = SweepSummary(plan, executor)
+    summary = SweepSummary(plan, plan.executor)
     with Store(plan.store) as store:
         try:
-            if executor == "local":
+            if plan.executor == "local":
                 run_locally(plan.todo, store, plan.experiment.name, summary.finished, options.progress)
             elif plan.todo:
                 _run_on_slurm(plan, store, summary, options)

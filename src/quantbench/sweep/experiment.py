@@ -158,12 +158,16 @@ def _varying_keys(points: list[Located]) -> list[str]:
     return [k for k in keys if len(seen[k]) > 1]
 
 
-def _executor(doc: Document) -> str:
-    name = doc.data.get("executor", "local")
+def check_executor(name: str) -> str:
+    """``name`` once it names an executor: the experiment file's 'executor' and --executor alike."""
     if name not in EXECUTORS:
-        raise doc.error(("executor",), f"unknown executor '{name}'{closest(str(name), EXECUTORS)}; "
-                                       f"choose from: {', '.join(EXECUTORS)}")
+        raise UserError(f"unknown executor '{name}'{closest(str(name), EXECUTORS)}; "
+                        f"choose from: {', '.join(EXECUTORS)}")
     return name
+
+
+def _executor(doc: Document) -> str:
+    return _located(doc, ("executor",), check_executor, doc.data.get("executor", "local"))
 
 
 def _slurm(doc: Document) -> SlurmResources:

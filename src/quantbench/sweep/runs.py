@@ -47,14 +47,19 @@ def make_run(values: dict[str, Any], config: MethodConfig, varying: list[str]) -
 
 
 def spec_to_dict(spec: CompareSpec) -> dict[str, Any]:
-    return {f.name: _plain(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+    return {f.name: plain_value(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+
+
+def spec_defaults() -> dict[str, Any]:
+    """Every CompareSpec field's default, JSON-ready: what a field a stored run predates counts as."""
+    return {f.name: plain_value(f.default) for f in dataclasses.fields(CompareSpec)}
 
 
 def run_key(spec: dict[str, Any], config: dict[str, Any]) -> str:
     """Stable across processes, machines and versions: what is measured (never where outputs go),
     as the fields and options that differ from their defaults, so a version that adds a field keeps
     every key. (Which code ran, and so which defaults, is recorded with each result.)"""
-    defaults = {f.name: _plain(f.default) for f in dataclasses.fields(CompareSpec)}
+    defaults = spec_defaults()
     spec = {k: v for k, v in spec.items() if k not in NOT_IN_KEY and (k not in defaults or v != defaults[k])}
     identity = {"v": KEY_VERSION, "spec": spec, "method": _changed_options(config)}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -62,7 +67,7 @@ def run_key(spec: dict[str, Any], config: dict[str, Any]) -> str:
 
 def run_id(values: dict[str, Any], varying: list[str], label: str) -> str:
     """'dataset=wine,seed=1/ptq-static:observer=minmax': only what differs between runs."""
-    parts = ",".join(f"{k}={_short(values[k])}" for k in varying if k in values)
+    parts = ",".join(f"{k}={short_text(values[k])}" for k in varying if k in values)
     return f"{parts}/{label}" if parts else label
 
 
@@ -72,11 +77,13 @@ def _changed_options(config: dict[str, Any]) -> dict[str, Any]:
     return {"name": config["name"], "version": config.get("version", 1), "options": options}
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """``value`` as JSON reads it back: tuples become lists."""
     return list(value) if isinstance(value, tuple) else value
 
 
-def _short(value: Any) -> str:
+def short_text(value: Any) -> str:
+    """A spec value as run ids and report labels write it: '16x16', 'false', 'wine'."""
     if isinstance(value, (list, tuple)):
         return "x".join(map(str, value))
     return str(value).lower() if isinstance(value, bool) or value is None else str(value)
