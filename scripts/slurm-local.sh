@@ -4,7 +4,8 @@
 #
 #   scripts/slurm-local.sh start    install if missing, write the config, start munged/slurmctld/slurmd,
 #                                   wait until 'sinfo' shows the node idle
-#   scripts/slurm-local.sh stop     stop the three daemons by their pid files
+#   scripts/slurm-local.sh stop     stop slurmd and slurmctld by their pid files, and munged if start
+#                                   started it (a munged that was already running is left alone)
 #   scripts/slurm-local.sh status   sinfo
 #
 # It refuses to overwrite a slurm.conf it did not write (a machine with a real SLURM keeps its own).
@@ -28,7 +29,7 @@ install_packages() {
 }
 
 start_munge() {
-    mkdir -p /etc/munge /var/run/munge /var/log/munge /var/lib/munge
+    mkdir -p /etc/munge /var/run/munge /var/log/munge /var/lib/munge "$STATE"
     if [ ! -s /etc/munge/munge.key ]; then
         dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
     fi
@@ -37,6 +38,7 @@ start_munge() {
     if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
         su -s /bin/sh munge -c /usr/sbin/munged
         sleep 1
+        touch "$STATE/munged.ours"  # stop only stops the munged this script started
     fi
     munge -n | unmunge >/dev/null || { log "munge does not work"; return 1; }
 }
@@ -105,15 +107,23 @@ start() {
     log "cluster up: node $HOST, $(nproc) CPUs, partition debug"
 }
 
+stop_pidfile() {
+    local pid
+    running "$1" || return 0
+    pid=$(cat "$1")
+    kill "$pid"
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+}
+
 stop() {
-    local pidfile pid
-    for pidfile in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" /var/run/munge/munged.pid; do
-        if running "$pidfile"; then
-            pid=$(cat "$pidfile")
-            kill "$pid"
-            for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-        fi
-    done
+    stop_pidfile "$STATE/slurmd.pid"
+    stop_pidfile "$STATE/slurmctld.pid"
+    if [ -e "$STATE/munged.ours" ]; then
+        stop_pidfile /var/run/munge/munged.pid
+        rm -f "$STATE/munged.ours"
+    else
+        log "munged was running before start: left running"
+    fi
     log "stopped"
 }
 
