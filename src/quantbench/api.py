@@ -20,15 +20,14 @@ from .tasks.train import trained_fp32
 
 def compare(spec: CompareSpec) -> Results:
     """Train (or load) the FP32 model, then quantize, save, reload and measure each method."""
-    if spec.methods:
-        parse_methods(spec.methods)  # fail on a typo before loading anything
+    chosen = parse_methods(spec.methods) if spec.methods else None  # a typo fails before anything loads
     runtimes = deployment_runtimes(spec.runtime, spec.runtime_options())
     threads = spec.resolved_threads()
     torch.set_num_threads(threads)
     env = capture_env(threads)  # before our own work raises the load average
     runtime = TorchCPU()
     task = build_task(spec.task, **spec.task_options())
-    configs = parse_methods(spec.methods or task.default_methods)
+    configs = chosen or parse_methods(task.default_methods)
     fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None, spec.progress)
     reference = task.reference(fp32)
     ctx = methods.Context(task=task, runtime=runtime, seed=spec.seed, progress=spec.progress)

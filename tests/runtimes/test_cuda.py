@@ -21,8 +21,8 @@ from quantbench.methods import Context, Unsupported
 from quantbench.runtimes import TorchCPU, TorchCUDA
 from quantbench.runtimes import cuda as cuda_runtime
 from quantbench.methods.lowbit.artifact import read_lowbit
-from quantbench.runtimes.cuda import CudaRunner, Target, load_module, place_state, realize
-from quantbench.runtimes.cuda_kernels import kernel_unavailable_reason, tensor_bytes
+from quantbench.runtimes.cuda import CudaRunner, Target, load_module, realize
+from quantbench.runtimes.cuda_kernels import kernel_unavailable_reason
 from quantbench.runtimes.weight_only import TinygemmLinear, check_tinygemm, tinygemm_weight
 from quantbench.spec import CompareSpec
 from quantbench.tasks import build_task
@@ -79,14 +79,6 @@ def test_no_gpu_fp16_int4_and_unknown_kinds():
     assert "computes in bf16 only" in kernel_unavailable_reason("int4-weight-only", H100, None, dtype="float16")
     with pytest.raises(ValueError, match="unknown CUDA kernel kind"):
         kernel_unavailable_reason("int3", H100, None)
-
-
-def test_tensor_bytes_counts_inner_tensors_of_subclasses():
-    from torch.testing._internal.two_tensor import TwoTensor
-
-    assert tensor_bytes(torch.zeros(4, 4, dtype=torch.bfloat16)) == 32
-    assert tensor_bytes(TwoTensor(torch.zeros(4, 4, dtype=torch.bfloat16), torch.zeros(4, 4, dtype=torch.bfloat16))) == 64
-    assert tensor_bytes(None) == 0
 
 
 # --- the runtime on a machine without a GPU --------------------------------------------------------
@@ -197,28 +189,6 @@ def test_capability_is_checked_before_quantizing(mlp, tmp_path):
         realize_and_load("rtn", mlp, tmp_path, v100)
     with pytest.raises(Unsupported, match="fp8 on cuda: .*sm89"):
         realize_and_load("fp8", mlp, tmp_path, replace(stand_in(), capability=A100))
-
-
-def test_place_state_keeps_ties_and_refuses_missing_parameters():
-    class Tied(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed, self.head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
-            self.head.weight = self.embed.weight
-            self.norm = nn.LayerNorm(4)
-
-    target = stand_in()
-    with torch.device("meta"):
-        model = Tied()
-    source = Tied()
-    state = {k: v for k, v in source.state_dict().items() if k != "head.weight"}
-    place_state(model, state, target)
-    assert model.head.weight is model.embed.weight and model.head.weight.dtype == torch.bfloat16
-    assert torch.equal(model.embed.weight.float(), source.embed.weight.detach().bfloat16().float())
-    with torch.device("meta"):
-        model = Tied()
-    with pytest.raises(ValueError, match="lacks parameters of the model: norm.bias"):
-        place_state(model, {k: v for k, v in state.items() if k != "norm.bias"}, target)
 
 
 def test_ptq_dynamic_runs_torchao_int8_and_keeps_odd_layers(mlp, tmp_path):

@@ -65,6 +65,15 @@ def test_what_matmul_nbits_cannot_hold_is_refused_with_the_reason(bits, group_si
         pack_lowbit(rtn_quantize(torch.randn(8, 96), bits, group_size))
 
 
+def test_one_not_representable_for_every_kernel():
+    """MatMulNBits and the torch weight-only kernels refuse a grid with the same exception class."""
+    from quantbench import errors
+    from quantbench.runtimes import weight_only
+
+    assert NotRepresentable is errors.NotRepresentable is weight_only.NotRepresentable
+    assert issubclass(NotRepresentable, ValueError)
+
+
 def graph_with_weights(transposed_weight_node: bool):
     """x [.., 32] -> MatMul with W.T [32, 16] -> y; W.T either an initializer or a Transpose of W."""
     onnx = pytest.importorskip("onnx")

@@ -1,5 +1,7 @@
 """ONNX Runtime rows: the same weights as the torch rows, real ORT kernels, sane sizes and latencies."""
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from quantbench.methods.lowbit.artifact import FORMAT  # noqa: E402
 from quantbench.methods.lowbit.packing import from_gptq_tensors  # noqa: E402
 from quantbench.runtimes import OnnxRuntimeCPU, TorchCPU, onnxruntime_cpu  # noqa: E402
 from quantbench.runtimes.matmul_nbits import NBitsWeight, block_groups, read_nbits_weights, unpack_lowbit  # noqa: E402
+from quantbench.runtimes.onnx_export import load_graph  # noqa: E402
 from quantbench.spec import CompareSpec  # noqa: E402
 from quantbench.tasks import build_task  # noqa: E402
 from quantbench.tasks.train import trained_fp32  # noqa: E402
@@ -40,6 +43,10 @@ def realize(spec: str, task_and_model, tmp_path, accuracy_level=0):
     return realized, rt.load(realized.path, task)
 
 
+def nbits_weights(path) -> dict[str, NBitsWeight]:
+    return read_nbits_weights(load_graph(path), path.parent)
+
+
 def assert_same_integers(saved: dict[str, NBitsWeight], packed: dict) -> None:
     assert set(saved) == set(packed)
     for name, lw in packed.items():
@@ -57,7 +64,7 @@ def test_matmul_nbits_runs_quantbench_integers_and_matches_the_dequantized_torch
     quantized = apply_method(parse_methods(spec)[0], model, Context(task, TorchCPU(), progress=False))
     realized, run = realize(spec, mlp, tmp_path)
     assert "MatMulNBits" in realized.kernel and realized.details["same_integers_checked"]
-    assert_same_integers(read_nbits_weights(realized.path), quantized.packed)
+    assert_same_integers(nbits_weights(realized.path), quantized.packed)
     x = task.splits.x_test
     with torch.no_grad():
         expected = quantized.module(x)
@@ -85,7 +92,35 @@ def test_fp32_export_matches_torch(mlp, tmp_path):
         expected = model(x)
     assert torch.allclose(run(x), expected, rtol=1e-5, atol=1e-5)
     assert realized.path.suffix == ".onnx" and "Gemm" in realized.kernel
-    assert onnxruntime_cpu.external_data_files(realized.path) == []
+    assert realized.extra_files == []
+
+
+@pytest.mark.parametrize("spec,files", [("fp32", ["art.onnx", "optimized.onnx"]),
+                                        ("ptq-dynamic", ["fp32.onnx", "art.onnx", "optimized.onnx"]),
+                                        ("ptq-static", ["fp32.onnx", "art.onnx", "optimized.onnx"]),
+                                        ("rtn:group_size=32", ["fp32.onnx", "art.onnx", "optimized.onnx"])])
+def test_a_row_parses_each_onnx_file_once(spec, files, mlp, tmp_path, monkeypatch):
+    """quantbench's own onnx.load calls (not ORT's quantizers'): the export it starts from, the file it
+    saves and the graph ORT optimized it to, once each (the optimized graph without its tensors, which
+    ORT writes beside it); loading the file for the runs parses nothing."""
+    parsed, sizes = [], {}
+    real = onnx.load
+
+    def counting(f, *args, **kwargs):
+        if sys._getframe(1).f_globals["__name__"].startswith("quantbench."):
+            parsed.append(Path(f).name)
+            sizes[Path(f).name] = Path(f).stat().st_size
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(onnx, "load", counting)
+    task, model = mlp
+    realized = OnnxRuntimeCPU().realize(parse_methods(spec)[0], model, Context(task, TorchCPU(), progress=False),
+                                        tmp_path / "art")
+    assert sorted(parsed) == sorted(files)
+    assert sizes["optimized.onnx"] < sizes["art.onnx"] / 4
+    parsed.clear()
+    OnnxRuntimeCPU().load(realized.path, task)
+    assert parsed == []
 
 
 @pytest.mark.parametrize("spec,why", [("rtn:bits=3", "3-bit codes have none"),
@@ -182,7 +217,7 @@ def test_matmul_nbits_rows_hold_exactly_the_integers_of_the_torch_rows(method, b
                                       config["bits"], config["group_size"], k_in, n_out, config["checkpoint_format"])
               for name, (n_out, k_in) in layers.items()}
     onnx_path = artifacts / f"{method.replace(':', '_')}_onnxruntime.onnx"
-    assert_same_integers(read_nbits_weights(onnx_path), packed)
+    assert_same_integers(nbits_weights(onnx_path), packed)
 
 
 def test_runtimes_command_lists_each_runtime_and_cuda(capsys):
@@ -263,7 +298,7 @@ def test_transformer_matmul_nbits_holds_the_torch_integers_and_matches_the_torch
     realized, run = realize("rtn:group_size=32", (task, model), tmp_path)
     assert realized.details["nbits_layers_not_in_graph"] == absent
     in_graph = {name: lw for name, lw in quantized.packed.items() if name not in absent}
-    assert_same_integers(read_nbits_weights(realized.path), in_graph)
+    assert_same_integers(nbits_weights(realized.path), in_graph)
     assert_same_output(run, quantized.module, task, rtol=1e-4)
 
 

@@ -9,9 +9,10 @@ from torch import nn
 
 from quantbench.methods.lowbit.gptq import accumulate_hessian, gptq_quantize
 from quantbench.methods.lowbit.grid import LowBitWeight, rtn_quantize
+from quantbench.methods.lowbit.artifact import fill_lowbit
 from quantbench.runtimes.weight_only import (Int8WeightOnlyLinear, NotRepresentable, TinygemmLinear, check_tinygemm,
-                                             int8_weight_only, pack_nibbles, tinygemm_weight,
-                                             cpu_kernel_summary, load_with_kernels)
+                                             cpu_dense_layers, cpu_kernel_summary, cpu_layer, int8_weight_only,
+                                             pack_nibbles, tinygemm_refusal, tinygemm_weight)
 
 # --- quantbench's integers in tinygemm's layout ----------------------------------------------------
 
@@ -134,7 +135,11 @@ def test_zero_point_term_is_needed_for_asymmetric_rows():
     assert (layer(x) - x @ lw.dequantize().T).abs().max() > 1.0
 
 
-def test_load_with_kernels_swaps_what_a_kernel_takes_and_says_why_not_for_the_rest():
+def _summary(packed):
+    return cpu_kernel_summary(packed, cpu_dense_layers(packed))
+
+
+def test_fill_lowbit_swaps_what_a_cpu_kernel_takes_and_says_why_not_for_the_rest():
     torch.manual_seed(0)
 
     def build():
@@ -149,7 +154,7 @@ def test_load_with_kernels_swaps_what_a_kernel_takes_and_says_why_not_for_the_re
         model.get_submodule(name).weight.data = lw.dequantize()
     with torch.device("meta"):
         skeleton = build()
-    loaded = load_with_kernels(skeleton, packed, tensors, "test")
+    loaded = fill_lowbit(skeleton, packed, tensors, make_layer=cpu_layer)
     x = torch.randn(5, 64)
     with torch.no_grad():
         dense, swapped = model(x), loaded(x)
@@ -158,14 +163,27 @@ def test_load_with_kernels_swaps_what_a_kernel_takes_and_says_why_not_for_the_re
     assert (swapped - dense).abs().max() <= 0.02 * dense.abs().max()
     with torch.device("meta"):
         skeleton = build()
-    with pytest.raises(ValueError, match=r"does not match the model: missing \['2.bias'\]"):
-        load_with_kernels(skeleton, packed, {k: v for k, v in tensors.items() if k != "2.bias"}, "test")
-    kernel, notes = cpu_kernel_summary(packed)
+    with pytest.raises(ValueError, match="disagree on whether layer 2 has a bias"):
+        fill_lowbit(skeleton, packed, {k: v for k, v in tensors.items() if k != "2.bias"}, make_layer=cpu_layer)
+    assert cpu_dense_layers(packed) == {"2": tinygemm_refusal(packed["2"])}
+    kernel, notes = _summary(packed)
     assert "1 of 3 quantized layers dense fp32" in kernel and "must divide both" in notes[-1]
-    kernel, notes = cpu_kernel_summary({"2": packed["2"]})
+    kernel, notes = _summary({"2": packed["2"]})
     assert kernel.startswith("torch fp32 dense (weights dequantized at load") and "must divide both" in notes[0]
-    kernel, _ = cpu_kernel_summary({"4": packed["4"]})
+    kernel, _ = _summary({"4": packed["4"]})
     assert kernel == "torch int8 weight-only (aten._weight_int8pack_mm), bf16 activations"
+
+
+def test_fill_lowbit_refuses_an_artifact_that_lacks_or_adds_a_tensor():
+    model = nn.Sequential(nn.Linear(32, 32), nn.LayerNorm(32), nn.Linear(32, 16))
+    packed = {"0": _fp16_scales(rtn_quantize(model[0].weight, 4, 32))}
+    tensors = {k: v for k, v in model.state_dict().items() if k != "0.weight"}
+    with torch.device("meta"):
+        skeleton = nn.Sequential(nn.Linear(32, 32), nn.LayerNorm(32), nn.Linear(32, 16))
+    with pytest.raises(ValueError, match="lacks tensors of the model: 1.bias"):
+        fill_lowbit(skeleton, packed, {k: v for k, v in tensors.items() if k != "1.bias"}, make_layer=cpu_layer)
+    with pytest.raises(ValueError, match="holds 3.weight, which the model does not have"):
+        fill_lowbit(skeleton, packed, tensors | {"3.weight": torch.zeros(1)}, make_layer=cpu_layer)
 
 
 @pytest.mark.parametrize("spec, op", [("rtn", "_weight_int4pack_mm_for_cpu"),
@@ -201,5 +219,5 @@ def test_a_torch_without_the_cpu_kernel_keeps_layers_dense_and_says_why(monkeypa
     monkeypatch.setitem(weight_only.CPU_KERNELS, 4, "_no_such_int4_kernel")
     lw = _fp16_scales(rtn_quantize(torch.randn(16, 64), 4, 32))
     assert "has no aten._no_such_int4_kernel (a newer torch has)" in weight_only.cpu_kernel_refusal(lw)
-    kernel, notes = cpu_kernel_summary({"0": lw})
+    kernel, notes = _summary({"0": lw})
     assert kernel.startswith("torch fp32 dense (weights dequantized at load") and "_no_such_int4_kernel" in notes[0]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import importlib.metadata
 import logging
@@ -45,7 +46,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..tasks.skeleton import build_skeleton
+from ..tasks.skeleton import build_skeleton, place_state
 from .base import RUNTIMES, Realized, Runner
 from .cuda_kernels import DTYPE_KINDS, INSTALL_HINT, INT_MM_MIN_ROWS, kernel_unavailable_reason, sm
 from .weight_only import (NotRepresentable, TinygemmLinear, check_tinygemm, int8_weight_only, tinygemm_weight,
@@ -129,7 +130,7 @@ class TorchCUDA:
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
         target = self.target()
-        _free_cached(target.device)
+        free_cached(target.device)
         torch.cuda.reset_peak_memory_stats(target.device)
         base = torch.cuda.memory_allocated(target.device)
         runner = self.load(path, task)
@@ -137,7 +138,7 @@ class TorchCUDA:
         torch.cuda.synchronize(target.device)
         peak = torch.cuda.max_memory_allocated(target.device) - base
         del runner
-        _free_cached(target.device)
+        free_cached(target.device)
         return int(peak)
 
 
@@ -217,7 +218,7 @@ def _dynamic(config, fp32, ctx, stem, target: Target) -> Realized:
         from torchao.quantization import quantize_
 
         quantize_(model, recipe.config, filter_fn=lambda module, fqn: fqn in chosen)
-    _sync(target.device)
+    synchronize(target.device)
     seconds = time.perf_counter() - start
     untouched = [name for name in chosen if not _is_subclass(model.get_submodule(name).weight)]
     if untouched:
@@ -407,80 +408,35 @@ def save_state(model: nn.Module, stem: Path, target: Target, kind: str) -> Path:
 def load_module(path: Path, task, target: Target) -> nn.Module:
     """The task's model architecture (a skeleton: parameters on meta, no weights read) holding the
     artifact's tensors on ``target.device``."""
-    model = build_skeleton(task.build_model).eval().requires_grad_(False)
+    model = build_skeleton(task.build_model)
     if Path(path).suffix == ".safetensors":
-        from ..methods.lowbit.artifact import read_lowbit
+        from ..methods.lowbit.artifact import fill_lowbit, read_lowbit
 
-        packed, others = read_lowbit(path)
-        _swap_lowbit_layers(model, packed, others, target)
-        state = others
+        model = fill_lowbit(model, *read_lowbit(path), make_layer=functools.partial(_gpu_layer, target=target),
+                            device=target.device, dtype=target.dtype)
     else:
         with quiet_torchao():
             saved = torch.load(path, map_location=target.device, weights_only=False)  # our own file
         if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
             raise ValueError(f"{path} is not a {STATE_FORMAT} artifact")
-        state = saved["state"]
-    place_state(model, state, target)
+        place_state(model, saved["state"], target.device, target.dtype)
+        model = model.eval().requires_grad_(False)
     return torch.compile(model) if target.compile else model
 
 
-def _swap_lowbit_layers(model: nn.Module, packed: dict, others: dict, target: Target) -> None:
-    """Replace each quantized layer by the module that runs its integers on the GPU."""
-    for name, lw in packed.items():
-        layer = model.get_submodule(name)
-        bias = others.pop(f"{name}.bias", None)
-        if (bias is None) != (getattr(layer, "bias", None) is None):
-            raise ValueError(f"artifact and model disagree on the bias of {name}")
-        bias = None if bias is None else bias.to(target.device, target.dtype)
-        module = weight_only_module(lw, bias, target.device)
-        if isinstance(module, TinygemmLinear) and target.device.type == "cuda":
-            error = check_tinygemm(module, tinygemm_weight(lw))
-            if error > _TINYGEMM_CHECK_TOLERANCE:
-                raise RuntimeError(f"tinygemm layout check failed for {name}: the kernel's weights differ from "
-                                   f"quantbench's by {error:.3f} of max|W|")
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
-def place_state(model: nn.Module, state: dict[str, torch.Tensor], target: Target) -> None:
-    """Put the artifact's tensors into ``model`` (built on the CPU) on ``target.device``, in place.
-
-    Floating tensors that are plain tensors are cast to the runtime dtype (torchao's stay as they
-    are); tied parameters stay tied; tensors the artifact does not hold (non-persistent buffers)
-    move as ``model.to(device, dtype)`` would move them; a parameter it lacks is an error."""
-    replaced: dict[int, torch.Tensor] = {}
-    for key, value in state.items():
-        owner, _, attr = key.rpartition(".")
-        module = model.get_submodule(owner)
-        registry = module._parameters if attr in module._parameters else module._buffers
-        if attr not in registry:
-            raise ValueError(f"the artifact holds {key}, which the model does not have")
-        old, registry[attr] = registry[attr], _placed(value, target, registry is module._parameters)
-        if old is not None:
-            replaced[id(old)] = registry[attr]
-    missing = []
-    for owner, module in model.named_modules():
-        for registry in (module._parameters, module._buffers):
-            for attr, tensor in list(registry.items()):
-                if tensor is None or tensor.device == target.device:
-                    continue
-                if id(tensor) in replaced:
-                    registry[attr] = replaced[id(tensor)]
-                elif registry is module._parameters:
-                    missing.append(f"{owner}.{attr}" if owner else attr)
-                else:
-                    registry[attr] = _placed(tensor, target, False)
-    if missing:
-        raise ValueError(f"the artifact lacks parameters of the model: {', '.join(missing[:5])}")
-
-
-def _placed(tensor: torch.Tensor, target: Target, parameter: bool) -> torch.Tensor:
-    tensor = tensor.detach()
-    if tensor.device != target.device:
-        tensor = tensor.to(target.device)
-    if type(tensor) is torch.Tensor and tensor.is_floating_point():
-        tensor = tensor.to(target.dtype)
-    return nn.Parameter(tensor, requires_grad=False) if parameter else tensor
+def _gpu_layer(name: str, lw, bias: torch.Tensor | None, target: Target) -> nn.Module:
+    """The module that runs a quantized layer's integers on the GPU (``fill_lowbit``'s ``make_layer``);
+    on a GPU, tinygemm's weights are checked against quantbench's before the row runs."""
+    if lw.bits == 8:
+        return weight_only_module(lw, bias, target.device)
+    tw = tinygemm_weight(lw)
+    module = TinygemmLinear(tw, bias, target.device)
+    if target.device.type == "cuda":
+        error = check_tinygemm(module, tw)
+        if error > _TINYGEMM_CHECK_TOLERANCE:
+            raise RuntimeError(f"tinygemm layout check failed for {name}: the kernel's weights differ from "
+                               f"quantbench's by {error:.3f} of max|W|")
+    return module
 
 
 def _to_target(model: nn.Module, target: Target) -> nn.Module:
@@ -518,7 +474,7 @@ class CudaRunner:
 
     def __call__(self, batch):
         out = _to_host(self.forward_on_device(self.to_device(batch)))
-        _sync(self.target.device)
+        synchronize(self.target.device)
         return out
 
 
@@ -533,12 +489,14 @@ def _to_host(out):
     return out
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work (nothing on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _free_cached(device: torch.device) -> None:
+def free_cached(device: torch.device) -> None:
+    """Collect garbage and return the CUDA caching allocator's free blocks, so the next peak starts clean."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -25,13 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import NotRepresentable
+
 KERNEL_BITS = (2, 4, 8)  # MatMulNBits' bits attribute: 2, 4, 8
 MIN_BLOCK = 16
 PER_ROW_BLOCK = 128
-
-
-class NotRepresentable(ValueError):
-    """The weight cannot be fed to MatMulNBits as is (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ def pack_lowbit(lw) -> NBitsWeight:
                                f"{lw.bits}-bit codes have none")
     q = lw.q.numpy()
     N, K = q.shape
-    perm = column_order(lw.g_idx.numpy().astype(np.int64), lw.group_size)
+    perm = _column_order(lw)
     block = choose_block_size(lw.group_size, K)
     block_group = block_groups(K, block, lw.group_size)
     if perm is not None:
@@ -104,18 +102,13 @@ def dequantize(w: NBitsWeight) -> np.ndarray:
     return s * (codes.astype(np.float32) - z)
 
 
-def column_order(g_idx: np.ndarray, group_size: int) -> np.ndarray | None:
-    """None when group g covers columns [g * group_size, (g + 1) * group_size) already; else the
-    permutation of columns that makes the groups such contiguous runs (act-order)."""
-    K = len(g_idx)
-    contiguous = np.zeros(K, np.int64) if group_size == -1 else np.arange(K) // group_size
-    if np.array_equal(g_idx, contiguous):
-        return None
-    perm = np.argsort(g_idx, kind="stable")
-    if not np.array_equal(g_idx[perm], contiguous):
-        raise NotRepresentable("MatMulNBits needs contiguous groups of group_size columns, even after a column "
-                               "permutation; this g_idx has groups of other sizes")
-    return perm
+def _column_order(lw) -> np.ndarray | None:
+    """``lw.column_order()`` (act-order: the permutation making groups contiguous) as numpy."""
+    try:
+        perm = lw.column_order()
+    except ValueError as e:
+        raise NotRepresentable(f"MatMulNBits needs contiguous groups of group_size columns: {e}") from None
+    return None if perm is None else perm.numpy()
 
 
 def choose_block_size(group_size: int, K: int) -> int:
@@ -293,19 +286,24 @@ def _drop_unused_initializers(graph) -> None:
         graph.initializer.remove(init)
 
 
-def read_nbits_weights(path) -> dict[str, NBitsWeight]:
-    """Every MatMulNBits of a saved ``.onnx`` file, read back from the file: layer name -> its tensors."""
-    import onnx
+def read_nbits_weights(model, folder) -> dict[str, NBitsWeight]:
+    """Every MatMulNBits of a saved ``.onnx`` file (``model``: the file as ``load_graph`` reads it;
+    tensors kept in external data are read from ``folder``): layer name -> its tensors."""
     from onnx import numpy_helper
 
-    graph = onnx.load(str(path)).graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    gathers = {n.output[0]: inits[n.input[1]] for n in graph.node if n.name.endswith(".nbits.gather")}
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+
+    def tensor(name: str) -> np.ndarray:
+        return numpy_helper.to_array(inits[name], base_dir=str(folder))
+
+    gathers = {n.output[0]: n.input[1] for n in graph.node if n.name.endswith(".nbits.gather")}
     found = {}
     for node in (n for n in graph.node if n.op_type == "MatMulNBits"):
         attrs = {a.name: a.i for a in node.attribute}
-        zero_points = inits[node.input[3]] if len(node.input) > 3 and node.input[3] else None
+        zero_points = tensor(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        perm = tensor(gathers[node.input[0]]) if node.input[0] in gathers else None
         found[node.name.removesuffix(".nbits.matmul")] = NBitsWeight(
-            inits[node.input[1]], inits[node.input[2]], zero_points, attrs["K"], attrs["N"], attrs["bits"],
-            attrs["block_size"], gathers.get(node.input[0]))
+            tensor(node.input[1]), tensor(node.input[2]), zero_points, attrs["K"], attrs["N"], attrs["bits"],
+            attrs["block_size"], perm)
     return found

@@ -7,6 +7,9 @@ and what ONNX Runtime's quantizers expect), and the inputs that file takes.
   ``evaluate`` reads (``task.model_output``, e.g. ``last_hidden_state`` or ``logits``). Computation
   that does not reach it (e.g. BERT's pooler) is not in the file. Inputs the graph does not use
   are dropped by the exporter; ``input_types`` lists the ones it kept.
+
+The helpers take a file as ``load_graph`` parses it (an onnx.ModelProto), so that a caller parses
+each file once.
 """
 from __future__ import annotations
 
@@ -44,14 +47,20 @@ def exported(module: nn.Module, task):
         yield str(export_onnx(module, task, Path(tmp) / "fp32.onnx"))
 
 
-def is_large(path) -> bool:
-    """Whether the ``.onnx`` file's tensors (inside it or beside it) exceed ``LARGE_BYTES``."""
+def load_graph(path):
+    """The ``.onnx`` file at ``path`` as an onnx.ModelProto, without the tensors it keeps in external
+    data beside it (their entries point there; ``numpy_helper.to_array(t, folder)`` reads one)."""
     import onnx
+
+    return onnx.load(str(path), load_external_data=False)
+
+
+def is_large(model) -> bool:
+    """Whether ``model``'s tensors (inside its file or beside it) exceed ``LARGE_BYTES``."""
     from onnx.external_data_helper import uses_external_data
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return any(uses_external_data(t) for t in graph.initializer) or \
-        sum(len(t.raw_data) for t in graph.initializer) > LARGE_BYTES
+    inits = model.graph.initializer
+    return any(uses_external_data(t) for t in inits) or sum(len(t.raw_data) for t in inits) > LARGE_BYTES
 
 
 def save_onnx(model, path: Path) -> Path:
@@ -64,13 +73,11 @@ def save_onnx(model, path: Path) -> Path:
     return path
 
 
-def input_types(path) -> dict[str, np.dtype]:
-    """Name -> numpy dtype of each input of the ``.onnx`` file, in order."""
-    import onnx
+def input_types(model) -> dict[str, np.dtype]:
+    """Name -> numpy dtype of each input of ``model`` (an onnx.ModelProto), in order."""
     from onnx.helper import tensor_dtype_to_np_dtype
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return {i.name: tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in graph.input}
+    return {i.name: tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in model.graph.input}
 
 
 def to_feeds(batch, types: dict[str, np.dtype]) -> dict[str, np.ndarray]:

@@ -11,13 +11,16 @@ transformers tasks, named dict inputs and the one output the task reads), then
   DequantizeLinear around float ops (its int8 weights and scales as they are).
 
 Each row's kernel names the operators ONNX Runtime runs after its graph optimizations (read from
-the optimized graph it writes out), not just what the file holds. Sessions use a fixed number of
+the optimized graph it writes out: ORT tells which nodes it kept in no other way short of profiling
+a run), not just what the file holds. A row parses its ``.onnx`` file once (``load_graph``) for all
+it reads there, and the optimized graph once, without its tensors. Sessions use a fixed number of
 intra-op threads (torch's thread count, which ``compare`` sets from ``--threads``) and one
 inter-op thread.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import io
 import logging
@@ -33,11 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import NotRepresentable, UserError
 from ..measure.memory import peak_memory_bytes
 from ..tasks.base import batch_rows
 from .base import RUNTIMES, Realized, Runner
-from .onnx_export import export_onnx, exported, input_types, is_large, save_onnx, to_feeds
+from .onnx_export import export_onnx, exported, input_types, is_large, load_graph, save_onnx, to_feeds
 
 INSTALL_HINT = "pip install 'quantbench[onnx]'"
 _OBSERVER_TO_ORT = {"minmax": "MinMax", "histogram": "Entropy", "percentile": "Percentile"}
@@ -81,15 +84,16 @@ class OnnxRuntimeCPU:
         if build is None:
             raise Unsupported(f"method '{config.name}' has no ONNX Runtime path")
         path = stem.with_suffix(".onnx")
-        realized = build(self, config, fp32, ctx, path)
-        ops = graph_ops(path, torch.get_num_threads())
+        saved = functools.cache(functools.partial(load_graph, path))  # the file, parsed once for all that reads it
+        realized = build(self, config, fp32, ctx, path, saved)
+        ops = {"run": count_ops_run(path, torch.get_num_threads()), "saved": _op_counts(saved())}
         realized.kernel = f"{realized.kernel}: {', '.join(op for op in ops['run'] if _is_compute(op))}"
         realized.notes.append(f"ONNX Runtime runs {_count_text(ops['run'])} "
                               f"(the file holds {_count_text(ops['saved'])})")
         realized.details.update({"ort_ops_run": ops["run"], "ort_ops_saved": ops["saved"],
-                                 "onnx_inputs": list(input_types(path)),
+                                 "onnx_inputs": list(input_types(saved())),
                                  "ort_threads": torch.get_num_threads(), "ort_version": _ort_version()})
-        realized.extra_files = external_data_files(path)
+        realized.extra_files = external_data_files(saved(), path.parent)
         if realized.extra_files:
             realized.details["extra_files"] = [str(p) for p in realized.extra_files]
             realized.notes.append(f"tensors in external data beside the .onnx file (over ONNX's 2 GB protobuf "
@@ -97,32 +101,33 @@ class OnnxRuntimeCPU:
         return realized
 
     def load(self, path: Path, task) -> Runner:
-        return OrtRunner(make_session(path, torch.get_num_threads()), input_types(path))
+        return OrtRunner(make_session(path, torch.get_num_threads()))
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
-        feeds = to_feeds(task.latency_input(batch_size), input_types(path))
+        feeds = to_feeds(task.latency_input(batch_size), input_types(load_graph(path)))
         inputs = {name: [list(a.shape), a.dtype.name] for name, a in feeds.items()}
         return peak_memory_bytes(path, inputs, threads, imports=_ORT_IMPORTS, load_and_run=_ORT_LOAD_AND_RUN)
 
 
-# --- one builder per method -------------------------------------------------------------------
+# --- one builder per method: each writes ``path``; ``saved()`` gives that file parsed (once) ---------
 
 
-def _fp32(rt, config, fp32, ctx, path) -> Realized:
+def _fp32(rt, config, fp32, ctx, path, saved) -> Realized:
     start = time.perf_counter()
     export_onnx(fp32, ctx.task, path)
     return Realized(path, "onnxruntime CPU fp32 (MLAS)", 0.0, [], {"onnx_export_seconds": time.perf_counter() - start})
 
 
-def _ptq_dynamic(rt, config, fp32, ctx, path) -> Realized:
+def _ptq_dynamic(rt, config, fp32, ctx, path, saved) -> Realized:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with exported(fp32, ctx.task) as source:
+        graph = load_graph(source)
         start = time.perf_counter()
         with quiet_ort_quantization():
             quantize_dynamic(source, path, weight_type=QuantType.QInt8, per_channel=config.per_channel,
                              reduce_range=_reduce_range(), op_types_to_quantize=["MatMul", "Gemm"],
-                             nodes_to_exclude=_unweighted_nodes(source), use_external_data_format=is_large(source))
+                             nodes_to_exclude=_unweighted_nodes(graph), use_external_data_format=is_large(graph))
         seconds = time.perf_counter() - start
     notes = [f"ONNX Runtime quantize_dynamic: int8 weights ({'per channel' if config.per_channel else 'per tensor'}), "
              f"uint8 activations quantized per batch at run time; linear layers only (MatMul/Gemm with a weight; "
@@ -130,7 +135,7 @@ def _ptq_dynamic(rt, config, fp32, ctx, path) -> Realized:
     return Realized(path, "onnxruntime CPU int8 dynamic (MLAS)", seconds, notes)
 
 
-def _ptq_static(rt, config, fp32, ctx, path) -> Realized:
+def _ptq_static(rt, config, fp32, ctx, path, saved) -> Realized:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     calib = ctx.task.calibration_inputs(config.calib_samples, config.calib_batch)
@@ -139,14 +144,15 @@ def _ptq_static(rt, config, fp32, ctx, path) -> Realized:
     if config.observer == "percentile":
         extra["CalibPercentile"] = config.percentile
     with exported(fp32, ctx.task) as source:
+        graph = load_graph(source)
         start = time.perf_counter()
         with quiet_ort_quantization():
-            quantize_static(source, path, _CalibrationReader(input_types(source), calib), quant_format=QuantFormat.QDQ,
+            quantize_static(source, path, _CalibrationReader(input_types(graph), calib), quant_format=QuantFormat.QDQ,
                             per_channel=config.per_channel, reduce_range=_reduce_range(),
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=getattr(CalibrationMethod, method), extra_options=extra,
                             op_types_to_quantize=list(_LAYER_OPS),
-                            nodes_to_exclude=_unweighted_nodes(source), use_external_data_format=is_large(source))
+                            nodes_to_exclude=_unweighted_nodes(graph), use_external_data_format=is_large(graph))
         seconds = time.perf_counter() - start
     mapping = {"minmax": "MinMax", "histogram": "Entropy (KL divergence; torch's histogram observer minimizes L2 "
                                                 "error instead, so the ranges differ)",
@@ -158,7 +164,7 @@ def _ptq_static(rt, config, fp32, ctx, path) -> Realized:
     return Realized(path, "onnxruntime CPU int8 static QDQ (MLAS)", seconds, notes)
 
 
-def _qat(rt, config, fp32, ctx, path) -> Realized:
+def _qat(rt, config, fp32, ctx, path, saved) -> Realized:
     quantized, seconds = ctx.quantize(config, fp32)
     export_onnx(quantized.module, ctx.task, path)
     notes = quantized.notes + ["the torch int8 model (fine-tuned, converted) exported as QuantizeLinear/"
@@ -166,17 +172,17 @@ def _qat(rt, config, fp32, ctx, path) -> Realized:
     return Realized(path, "onnxruntime CPU int8 QDQ from torch QAT (MLAS)", seconds, notes, quantized.details)
 
 
-def _lowbit(rt, config, fp32, ctx, path) -> Realized:
+def _lowbit(rt, config, fp32, ctx, path, saved) -> Realized:
     from ..methods import Unsupported
     from . import matmul_nbits
 
     quantized, seconds = ctx.quantize(config, fp32)
     try:
         weights = {name: matmul_nbits.pack_lowbit(lw) for name, lw in quantized.packed.items()}
-    except matmul_nbits.NotRepresentable as e:
+    except NotRepresentable as e:
         raise Unsupported(f"{config.label()} on onnxruntime: {e}") from None
     absent = _write_nbits_graph(quantized.module, weights, ctx.task, rt.accuracy_level, path)
-    weights = matmul_nbits.read_nbits_weights(path)  # what the file holds, checked against the integers
+    weights = matmul_nbits.read_nbits_weights(saved(), path.parent)  # what the file holds, checked below
     _check_same_integers({name: lw for name, lw in quantized.packed.items() if name not in absent}, weights)
     details = quantized.details | {"ort_accuracy_level": rt.accuracy_level, "same_integers_checked": True,
                                    "nbits_block_sizes": sorted({w.block_size for w in weights.values()}),
@@ -242,38 +248,38 @@ def make_session(path: Path, threads: int, optimized_path: Path | None = None):
     options.log_severity_level = 3
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                         f"{optimized_path.name}.data")
+        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def graph_ops(path: Path, threads: int) -> dict[str, dict[str, int]]:
-    """Operator counts of the saved graph and of the graph ONNX Runtime runs after optimization."""
-    import onnx
-
+def count_ops_run(path: Path, threads: int) -> dict[str, int]:
+    """Operator counts of the graph ONNX Runtime runs after optimizing the file at ``path``: the
+    optimized graph it writes out, its tensors in a file beside it so that only the graph is parsed."""
     with tempfile.TemporaryDirectory(prefix="quantbench-onnx-") as tmp:
         optimized = Path(tmp) / "optimized.onnx"
         make_session(path, threads, optimized)
-        run = _op_counts(onnx.load(str(optimized), load_external_data=False))
-    return {"saved": _op_counts(onnx.load(str(path), load_external_data=False)), "run": run}
+        return _op_counts(load_graph(optimized))
 
 
-def external_data_files(path: Path) -> list[Path]:
-    """Files besides ``path`` that hold its tensors (empty: everything is in the .onnx file)."""
-    import onnx
+def external_data_files(model, folder: Path) -> list[Path]:
+    """Files in ``folder`` that hold tensors of ``model`` (parsed from a file there; empty: all
+    tensors are in the .onnx file)."""
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    model = onnx.load(str(path), load_external_data=False)
     names = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
-    return [Path(path).parent / n for n in sorted(names)]
+    return [Path(folder) / n for n in sorted(names)]
 
 
 class OrtRunner:
     """Feeds a task batch to an ORT session as numpy: a tensor, or a dict of tensors fed by input
-    name (``types``: the graph's inputs). A tensor batch gives the first output as a tensor; a dict
-    batch gives an object with one tensor attribute per output, as transformers models do
+    name (the session's inputs, with their types). A tensor batch gives the first output as a tensor;
+    a dict batch gives an object with one tensor attribute per output, as transformers models do
     (``run(batch).last_hidden_state``)."""
 
-    def __init__(self, session, types: dict[str, np.dtype]):
-        self.session, self.types = session, types
+    def __init__(self, session):
+        self.session, self.types = session, _session_input_types(session)
         self.outputs = [o.name for o in session.get_outputs()]
 
     def __call__(self, batch):
@@ -281,6 +287,17 @@ class OrtRunner:
         if isinstance(batch, dict):
             return SimpleNamespace(**dict(zip(self.outputs, values)))
         return values[0]
+
+
+def _session_input_types(session) -> dict[str, np.dtype]:
+    """Name -> numpy dtype of each input of an ORT session, in order (ORT names types
+    ``tensor(float)``, ``tensor(int64)``: ONNX's element types in lower case)."""
+    from onnx import TensorProto
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    return {i.name: tensor_dtype_to_np_dtype(TensorProto.DataType.Value(i.type.removeprefix("tensor(")
+                                                                         .removesuffix(")").upper()))
+            for i in session.get_inputs()}
 
 
 @contextlib.contextmanager
@@ -321,13 +338,11 @@ class _CalibrationReader:
         return next(self._feeds, None)
 
 
-def _unweighted_nodes(path: str) -> list[str]:
-    """Names of the MatMul/Gemm/Conv nodes whose second operand is not a weight (an initializer):
-    the activation x activation products of attention, which the int8 methods leave in float
-    (they quantize layers with weights)."""
-    import onnx
-
-    graph = onnx.load(path, load_external_data=False).graph
+def _unweighted_nodes(model) -> list[str]:
+    """Names of the MatMul/Gemm/Conv nodes of ``model`` whose second operand is not a weight (an
+    initializer): the activation x activation products of attention, which the int8 methods leave
+    in float (they quantize layers with weights)."""
+    graph = model.graph
     weights = {t.name for t in graph.initializer}
     return [n.name for n in graph.node if n.op_type in _LAYER_OPS and n.input[1] not in weights]
 

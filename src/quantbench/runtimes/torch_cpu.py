@@ -28,7 +28,7 @@ from ..measure.memory import peak_memory_bytes
 from ..quiet import quiet_torch_quantization
 from ..tasks.skeleton import build_skeleton
 from .base import RUNTIMES, Realized, Runner
-from .weight_only import CPU_KERNELS, cpu_kernel_refusal, cpu_kernel_summary, load_with_kernels, missing_cpu_kernel
+from .weight_only import CPU_KERNELS, cpu_dense_layers, cpu_kernel_summary, cpu_layer, missing_cpu_kernel
 
 _PREFERENCE = {"x86_64": ("x86", "fbgemm"), "amd64": ("x86", "fbgemm"),
                "aarch64": ("qnnpack",), "arm64": ("qnnpack",)}
@@ -78,10 +78,10 @@ class TorchCPU:
         kernel, notes = quantized.kernel, list(quantized.notes)
         details = dict(quantized.details)
         if quantized.packed:
-            kernel, more = cpu_kernel_summary(quantized.packed)
+            dense = cpu_dense_layers(quantized.packed)
+            kernel, more = cpu_kernel_summary(quantized.packed, dense)
             notes += more
-            dense = [name for name, lw in quantized.packed.items() if cpu_kernel_refusal(lw)]
-            details |= {"dense_lowbit_layers": dense, "fp32_kernel_only": len(dense) == len(quantized.packed)}
+            details |= {"dense_lowbit_layers": list(dense), "fp32_kernel_only": len(dense) == len(quantized.packed)}
         return Realized(path, kernel, seconds, notes, details)
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
@@ -124,9 +124,9 @@ class TorchCPU:
 def lowbit_runner(path: Path, skeleton: nn.Module, example: torch.Tensor | None) -> "_Runner":
     """The low-bit artifact in ``skeleton`` (built on any device, "meta" too) with torch's CPU
     weight-only kernels; frozen TorchScript when an ``example`` input is given."""
-    from ..methods.lowbit.artifact import read_lowbit
+    from ..methods.lowbit.artifact import fill_lowbit, read_lowbit
 
-    module = load_with_kernels(skeleton, *read_lowbit(path), path)
+    module = fill_lowbit(skeleton, *read_lowbit(path), make_layer=cpu_layer)
     return _Runner(module if example is None else _freeze(module, example))
 
 

@@ -9,9 +9,8 @@ re-quantization), on the CPU and on CUDA:
 - ``int8_weight_only``: an 8-bit ``LowBitWeight`` as int8 codes centred on zero with its grid;
 - ``TinygemmLinear`` / ``Int8WeightOnlyLinear``: the modules that run those operands;
 - ``weight_only_module``: the module that runs a layer's integers on a device;
-  ``load_with_kernels`` / ``cpu_kernel_summary``: the torch-cpu runtime's model with its quantized
-  layers as those modules (layers no CPU kernel takes get dequantized weights) and how its rows
-  describe that.
+  ``cpu_layer`` / ``cpu_kernel_summary``: for the torch-cpu runtime, the module of each quantized
+  layer a CPU kernel takes (``fill_lowbit`` dequantizes the others) and how its rows describe that.
 
 tinygemm's convention (torch ``int4mm.cu``; torchao ``_dequantize_affine_tinygemm`` and
 ``pack_tinygemm_scales_and_zeros``): a stored 4-bit code u in [0, 15] means
@@ -37,6 +36,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ..errors import NotRepresentable
+
 if TYPE_CHECKING:  # methods import runtimes; keep this module free of that cycle
     from ..methods.lowbit.grid import LowBitWeight
 
@@ -44,10 +45,6 @@ TINYGEMM_GROUP_SIZES = (256, 128, 64, 32)
 """Group sizes the tinygemm kernel is compiled for, largest first."""
 _N_MULTIPLE = 16
 """Output rows are padded to a multiple of this (CUDA tinygemm needs 8, torch's CPU build of it 16)."""
-
-
-class NotRepresentable(ValueError):
-    """quantbench's grid cannot be expressed exactly in a kernel's layout; the message says why."""
 
 
 # --- int4 tinygemm -------------------------------------------------------------------------------
@@ -78,6 +75,30 @@ class TinygemmWeight:
         return next(t for t in (8, 4, 2) if self.in_features % (16 * t) == 0)
 
 
+def tinygemm_refusal(lw: LowBitWeight) -> str | None:
+    """Why ``lw`` cannot be put into tinygemm's layout as it is, or None when it can (see ``tinygemm_weight``)."""
+    try:
+        _tinygemm_plan(lw)
+    except NotRepresentable as e:
+        return str(e)
+    return None
+
+
+def _tinygemm_plan(lw: LowBitWeight) -> tuple[int, torch.Tensor | None]:
+    """The tinygemm group size for ``lw`` and its column permutation (None: columns in order)."""
+    if lw.bits > 4:
+        raise NotRepresentable(f"tinygemm stores 4-bit codes; this grid has {lw.bits} bits")
+    k, width = lw.in_features, lw.group_width
+    tile = next((g for g in TINYGEMM_GROUP_SIZES if width % g == 0 and k % g == 0), None)
+    if tile is None:
+        raise NotRepresentable(f"groups of {width} columns over in_features {k}: tinygemm groups "
+                               f"({', '.join(map(str, TINYGEMM_GROUP_SIZES))}) must divide both")
+    try:
+        return tile, lw.column_order()
+    except ValueError as e:
+        raise NotRepresentable(f"tinygemm: {e}") from None
+
+
 def tinygemm_weight(lw: LowBitWeight) -> TinygemmWeight:
     """``lw`` as tinygemm operands, exactly (same codes and zero points; grids rounded to bf16).
 
@@ -86,29 +107,17 @@ def tinygemm_weight(lw: LowBitWeight) -> TinygemmWeight:
     tinygemm groups, which repeat its scale and zero (a per-row grid is one group of K columns; a
     shorter last group is fine). Groups must be contiguous once the columns are sorted by group
     (act-order g_idx is handled by a column permutation)."""
-    if lw.bits > 4:
-        raise NotRepresentable(f"tinygemm stores 4-bit codes; this grid has {lw.bits} bits")
+    tile, perm = _tinygemm_plan(lw)
     n, k = lw.q.shape
-    width = k if lw.group_size == -1 else lw.group_size
-    tile = next((g for g in TINYGEMM_GROUP_SIZES if width % g == 0 and k % g == 0), None)
-    if tile is None:
-        raise NotRepresentable(f"groups of {width} columns over in_features {k}: tinygemm groups "
-                               f"({', '.join(map(str, TINYGEMM_GROUP_SIZES))}) must divide both")
-    perm = torch.argsort(lw.g_idx.long(), stable=True)
-    expected = torch.arange(k) // width
-    if not torch.equal(lw.g_idx.long()[perm], expected):
-        raise NotRepresentable(f"g_idx does not make groups of {width} columns")
-    identity = torch.equal(perm, torch.arange(k))
     scale_b = lw.scales.float().to(torch.bfloat16)
     zero_b = (scale_b.float() * (8.0 - lw.zeros.float())).to(torch.bfloat16)
-    source_group = (torch.arange(k // tile) * tile) // width  # quantbench group of each tinygemm group
+    source_group = (torch.arange(k // tile) * tile) // lw.group_width  # quantbench group of each tinygemm group
     pad = -n % _N_MULTIPLE
-    codes = lw.q if identity else lw.q[:, perm]
+    codes = lw.q if perm is None else lw.q[:, perm]
     codes = nn.functional.pad(codes, (0, 0, 0, pad))
     pairs = torch.stack([scale_b[:, source_group], zero_b[:, source_group]], dim=-1)  # [N, groups, 2]
     pairs = nn.functional.pad(pairs, (0, 0, 0, 0, 0, pad))
-    return TinygemmWeight(codes.contiguous(), pairs.transpose(0, 1).contiguous(), tile, n,
-                          None if identity else perm)
+    return TinygemmWeight(codes.contiguous(), pairs.transpose(0, 1).contiguous(), tile, n, perm)
 
 
 def tinygemm_dequantize(tw: TinygemmWeight) -> torch.Tensor:
@@ -303,71 +312,36 @@ def cpu_kernel_refusal(lw: LowBitWeight) -> str | None:
     if lw.bits == 8:
         return None if lw.n_groups == 1 else (f"groups of {lw.group_size} columns: torch's CPU int8 weight-only "
                                                f"kernel takes one scale per output row (group_size=-1)")
-    try:
-        tinygemm_weight(lw)
-    except NotRepresentable as e:
-        return str(e)
-    return None
+    return tinygemm_refusal(lw)
 
 
-def load_with_kernels(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: dict[str, torch.Tensor],
-                      path) -> nn.Module:
-    """``skeleton`` (same architecture, any device, "meta" too) holding the artifact read from
-    ``path`` (``read_lowbit``): each quantized layer a CPU kernel takes becomes its module, fed
-    from the codes directly; the others get their weights dequantized. No layer's fp32 weights
-    are materialized unless it falls back, so loading holds about the packed size."""
-    from ..methods.lowbit.artifact import tied_keys
-    from ..methods.lowbit.layers import get_weight_out_in
-
-    tensors, swapped = dict(tensors), set()
-    for name, lw in packed.items():
-        layer = skeleton.get_submodule(name)
-        if cpu_kernel_refusal(lw) is None:
-            module = weight_only_module(lw, tensors.pop(f"{name}.bias", None), torch.device("cpu"))
-            _replace_module(skeleton, name, module)
-            swapped.add(name)
-        else:  # [out, in] -> the layer's own layout (transposed for transformers' Conv1D)
-            transposed = get_weight_out_in(layer) is not layer.weight
-            tensors[f"{name}.weight"] = lw.dequantize().T.contiguous() if transposed else lw.dequantize()
-    assign, tied = _on_meta(skeleton), tied_keys(skeleton)  # before assigning breaks the ties
-    missing, unexpected = skeleton.load_state_dict(tensors, strict=False, assign=assign)
-    missing = [k for k in missing if k.rpartition(".")[0] not in swapped]
-    if unexpected or set(missing) - tied:
-        raise ValueError(f"{path} does not match the model: missing {sorted(missing)[:5]}, unexpected {unexpected[:5]}")
-    if assign and hasattr(skeleton, "tie_weights"):  # assigning replaced one side of each tie (transformers)
-        skeleton.tie_weights()
-    still_meta = [name for name, t in skeleton.state_dict().items() if t.is_meta]
-    if still_meta:
-        raise ValueError(f"{path} left parameters of the model unset: {', '.join(still_meta[:5])}")
-    return skeleton.eval().requires_grad_(False)
+def cpu_layer(name: str, lw: LowBitWeight, bias: torch.Tensor | None) -> nn.Module | None:
+    """``make_layer`` of ``fill_lowbit`` for the torch-cpu runtime: the CPU kernel module that runs
+    ``lw``, or None (the layer keeps its weight, dequantized) when no CPU kernel takes it."""
+    return None if cpu_kernel_refusal(lw) else weight_only_module(lw, bias, torch.device("cpu"))
 
 
-def _replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
+def cpu_dense_layers(packed: dict[str, LowBitWeight]) -> dict[str, str]:
+    """The quantized layers no CPU kernel takes (they run dequantized weights), each with the reason."""
+    return {name: why for name, lw in packed.items() if (why := cpu_kernel_refusal(lw)) is not None}
 
 
-def _on_meta(model: nn.Module) -> bool:
-    return any(t.is_meta for t in model.state_dict().values())
-
-
-def cpu_kernel_summary(packed: dict[str, LowBitWeight]) -> tuple[str, list[str]]:
+def cpu_kernel_summary(packed: dict[str, LowBitWeight], dense: dict[str, str]) -> tuple[str, list[str]]:
     """The kernel string and notes of a torch-cpu row holding ``packed``: which kernel runs the
-    quantized layers, and which of them stay dense (dequantized at load) and why."""
+    quantized layers, and which of them stay dense (``cpu_dense_layers``, dequantized at load) and why."""
     bits = sorted({lw.bits for lw in packed.values()})
-    refused = {name: why for name, lw in packed.items() if (why := cpu_kernel_refusal(lw)) is not None}
     fp32 = f"torch fp32 dense (weights dequantized at load from packed int{'/'.join(map(str, bits))})"
-    if len(refused) == len(packed):
-        return fp32, [f"no CPU low-bit kernel takes these grids: {_first_reason(refused)}"]
+    if len(dense) == len(packed):
+        return fp32, [f"no CPU low-bit kernel takes these grids: {_first_reason(dense)}"]
     kernel = ("torch int8 weight-only (aten._weight_int8pack_mm)" if bits == [8] else
               "torch int4 weight-only tinygemm (aten._weight_int4pack_mm_for_cpu)") + ", bf16 activations"
     notes = ["the quantized layers cast their inputs to bf16 for the low-bit kernel (fp32 accumulation, "
              "fp32 outputs); the other ops run in fp32"]
     if any(lw.bits < 4 for lw in packed.values()):
         notes.append("2/3-bit codes run in 4-bit containers (no 2/3-bit CPU kernel): int4 memory traffic and speed")
-    if refused:
-        kernel += f"; {len(refused)} of {len(packed)} quantized layers dense fp32 (dequantized at load)"
-        notes.append(f"kept dense, dequantized at load: {', '.join(refused)} ({_first_reason(refused)})")
+    if dense:
+        kernel += f"; {len(dense)} of {len(packed)} quantized layers dense fp32 (dequantized at load)"
+        notes.append(f"kept dense, dequantized at load: {', '.join(dense)} ({_first_reason(dense)})")
     return kernel, notes
 
 

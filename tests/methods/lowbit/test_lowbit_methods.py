@@ -1,5 +1,4 @@
 """rtn and gptq as quantbench methods: one packed format, exact reload, honest sizes."""
-from pathlib import Path
 
 import pytest
 import torch

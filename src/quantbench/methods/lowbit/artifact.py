@@ -1,13 +1,15 @@
 """The low-bit artifact: one safetensors file with the GPTQ checkpoint tensors (qweight,
 qzeros, scales, g_idx) of each quantized layer, every other tensor of the model as is, and
-the quantization config in its metadata. Loading dequantizes the codes once into the layers
-of a freshly built model (``load_lowbit``), so the model is exactly the one the file describes.
-The runtimes instead load the codes straight into their low-bit kernels (``runtimes/weight_only.py``,
-``runtimes/cuda.py``); this dequantized model is the reference the tests check them against."""
+the quantization config in its metadata. ``fill_lowbit`` is its one loader: it fills a model's
+skeleton, each quantized layer either replaced by a module that runs its codes (the runtimes'
+low-bit kernels, ``runtimes/weight_only.py``) or dequantized once into the layer's weight.
+``load_lowbit`` dequantizes every layer: exactly the model the file describes, the reference the
+tests check the kernels against."""
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
@@ -15,7 +17,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .grid import LowBitWeight
-from .layers import get_weight_out_in, set_weight_out_in
+from ...tasks.skeleton import place_state, replace_module
+from .layers import in_layer_layout
 from .packing import count_v1_unrepresentable_zeros, from_gptq_tensors, to_gptq_tensors
 
 FORMAT = "quantbench-lowbit-v1"
@@ -24,6 +27,9 @@ _PACKED = ("qweight", "qzeros", "scales", "g_idx")
 
 @dataclass
 class SizeBreakdown:
+    """Where the bytes of a saved artifact go, read from its safetensors header (``theoretical_bytes``:
+    what the quantized layers would take at exactly their bits)."""
+
     packed_bytes: int
     theoretical_bytes: int
     other_bytes: int
@@ -42,7 +48,9 @@ class SizeBreakdown:
 
 
 def save_lowbit(model: nn.Module, packed: dict[str, LowBitWeight], config: dict, path: Path) -> SizeBreakdown:
-    """Write ``model`` with the layers in ``packed`` stored as codes; returns where the bytes go."""
+    """Write ``model`` with the layers in ``packed`` stored as codes; returns where the file's bytes go.
+    The file is read back: its quantized layers must have ``packed``'s fingerprint (``lowbit_sha256``,
+    recorded when quantizing), so the fingerprint a row reports is the one of the file it measures."""
     fmt = "gptq" if all(count_v1_unrepresentable_zeros(lw) == 0 for lw in packed.values()) else "gptq_v2"
     tensors = {k: v.detach().contiguous() for k, v in _shared_free(model.state_dict()).items()}
     for name, lw in packed.items():
@@ -52,11 +60,21 @@ def save_lowbit(model: nn.Module, packed: dict[str, LowBitWeight], config: dict,
     meta = {"format": FORMAT, "quantization_config": json.dumps({**config, "checkpoint_format": fmt}),
             "layers": json.dumps(layers)}
     save_file(tensors, str(path), metadata=meta)
+    if packed and artifact_fingerprint(path) != lowbit_fingerprint(packed):
+        raise AssertionError(f"{path} does not hold the quantized layers it was written from (codes, zero points, "
+                             f"scales as fp16, g_idx)")
+    return _size_breakdown(path, packed)
+
+
+def _size_breakdown(path: Path, packed: dict[str, LowBitWeight]) -> SizeBreakdown:
+    """The bytes of the artifact at ``path``, per its safetensors header: the packed tensors of the
+    layers in ``packed``, every other tensor, and the rest of the file (header and metadata)."""
+    stored = _stored_bytes(path)
     packed_keys = {f"{n}.{k}" for n in packed for k in _PACKED}
     return SizeBreakdown(
-        packed_bytes=sum(_nbytes(tensors[k]) for k in packed_keys),
+        packed_bytes=sum(n for k, n in stored.items() if k in packed_keys),
         theoretical_bytes=sum(theoretical_bytes(lw) for lw in packed.values()),
-        other_bytes=sum(_nbytes(v) for k, v in tensors.items() if k not in packed_keys),
+        other_bytes=sum(n for k, n in stored.items() if k not in packed_keys),
         file_bytes=path.stat().st_size,
     )
 
@@ -79,18 +97,47 @@ def read_lowbit(path: Path) -> tuple[dict[str, LowBitWeight], dict[str, torch.Te
 
 
 def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
-    """Fill ``skeleton`` (same architecture, real tensors) from the artifact, every quantized layer
-    dequantized to fp32: the reference the runtimes' low-bit kernels are checked against."""
-    packed, tensors = read_lowbit(path)
-    modules = dict(skeleton.named_modules())
+    """``skeleton`` (the architecture: parameters on "meta" or real) holding the artifact with every
+    quantized layer dequantized to fp32: the reference the runtimes' low-bit kernels are checked against."""
+    return fill_lowbit(skeleton, *read_lowbit(path))
+
+
+MakeLayer = Callable[[str, LowBitWeight, "torch.Tensor | None"], "nn.Module | None"]
+
+
+def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: dict[str, torch.Tensor],
+                make_layer: MakeLayer | None = None, device: torch.device | str = "cpu",
+                dtype: torch.dtype | None = None) -> nn.Module:
+    """``skeleton`` holding an artifact read by ``read_lowbit``, on ``device`` (plain floating tensors
+    cast to ``dtype`` when given), in place: the one loader of the low-bit artifact.
+
+    ``make_layer(name, lw, bias)`` gives the module that runs a quantized layer's integers (bias
+    already on the device), or None to keep the layer with its weight dequantized (in the layer's
+    own layout, transposed for transformers' Conv1D); without it every layer is dequantized. No
+    quantized layer's fp32 weight is materialized unless it is dequantized. A quantized layer and
+    the artifact must agree on having a bias; every other tensor goes through ``place_state``."""
+    tensors, swapped = dict(tensors), {}
     for name, lw in packed.items():
-        set_weight_out_in(modules[name], lw.dequantize())
-    missing, unexpected = skeleton.load_state_dict(tensors, strict=False)
-    expected_missing = {_weight_key(n) for n in packed}
-    if unexpected or set(missing) - expected_missing - tied_keys(skeleton):
-        raise ValueError(f"{path} does not match the model: missing {sorted(set(missing) - expected_missing)[:5]}, "
-                         f"unexpected {unexpected[:5]}")
-    return skeleton.eval()
+        layer = skeleton.get_submodule(name)
+        bias = tensors.pop(f"{name}.bias", None)
+        if (bias is None) != (getattr(layer, "bias", None) is None):
+            raise ValueError(f"the artifact and the model disagree on whether layer {name} has a bias")
+        module = None if make_layer is None else make_layer(name, lw, None if bias is None else bias.to(device, dtype))
+        if module is not None:
+            swapped[name] = module
+            continue
+        tensors[_weight_key(name)] = in_layer_layout(layer, lw.dequantize())
+        if bias is not None:
+            tensors[f"{name}.bias"] = bias
+    place_state(skeleton, tensors, device, dtype, skip=set(swapped))
+    for name, module in swapped.items():
+        replace_module(skeleton, name, module)
+    return skeleton.eval().requires_grad_(False)
+
+
+def artifact_fingerprint(path: Path) -> str:
+    """``lowbit_fingerprint`` of the quantized layers as the artifact at ``path`` holds them."""
+    return lowbit_fingerprint(read_lowbit(path)[0])
 
 
 def lowbit_fingerprint(packed: dict[str, LowBitWeight]) -> str:
@@ -127,17 +174,12 @@ def _shared_free(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return kept
 
 
-def tied_keys(model: nn.Module) -> set[str]:
-    """State-dict keys naming a parameter or buffer already named by an earlier key (tied weights);
-    by object identity, so it works on the "meta" device too."""
-    seen, tied = set(), set()
-    for key, value in model.state_dict(keep_vars=True).items():
-        (tied.add(key) if id(value) in seen else seen.add(id(value)))
-    return tied
+def _stored_bytes(path: Path) -> dict[str, int]:
+    """Bytes each tensor takes in a safetensors file, from its header (an 8-byte little-endian
+    length, then JSON giving each tensor's ``data_offsets``)."""
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return {k: end - start for k, v in header.items() if k != "__metadata__" for start, end in [v["data_offsets"]]}
 
 
-def _nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
-
-
-__all__ = ["SizeBreakdown", "get_weight_out_in", "load_lowbit", "save_lowbit", "theoretical_bytes"]
+__all__ = ["SizeBreakdown", "fill_lowbit", "load_lowbit", "read_lowbit", "save_lowbit", "theoretical_bytes"]

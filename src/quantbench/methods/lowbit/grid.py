@@ -56,6 +56,25 @@ class LowBitWeight:
     def in_features(self) -> int:
         return self.q.shape[1]
 
+    @property
+    def group_width(self) -> int:
+        """Columns per group: ``group_size``, or every column for a per-row grid."""
+        return self.in_features if self.group_size == -1 else self.group_size
+
+    def column_order(self) -> torch.Tensor | None:
+        """None when group g covers columns [g * width, (g + 1) * width) already; else the
+        permutation of input columns (int64 [in]) that makes the groups such contiguous runs
+        (act-order GPTQ). ValueError when no permutation does (groups of other sizes)."""
+        g_idx = self.g_idx.long()
+        contiguous = torch.arange(self.in_features) // self.group_width
+        if torch.equal(g_idx, contiguous):
+            return None
+        perm = torch.argsort(g_idx, stable=True)
+        if not torch.equal(g_idx[perm], contiguous):
+            raise ValueError(f"g_idx does not make groups of {self.group_width} columns, even after a column "
+                             f"permutation")
+        return perm
+
     def dequantize(self) -> torch.Tensor:
         """W[n, k] = scales[n, g_idx[k]] * (q[n, k] - zeros[n, g_idx[k]]), float32 [out, in]."""
         group = self.g_idx.long()

@@ -59,6 +59,11 @@ def get_weight_out_in(layer: nn.Module) -> torch.Tensor:
     return layer.weight.T if _is_conv1d(layer) else layer.weight
 
 
+def in_layer_layout(layer: nn.Module, w: torch.Tensor) -> torch.Tensor:
+    """w [out, in] as the layer stores its weight ([in, out] for Conv1D), contiguous."""
+    return w.T.contiguous() if _is_conv1d(layer) else w
+
+
 def set_weight_out_in(layer: nn.Module, w: torch.Tensor) -> None:
     """Write w [out, in] into the layer's weight, keeping its dtype, device and layout."""
     target = get_weight_out_in(layer)
