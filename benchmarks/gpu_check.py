@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import json
 import math
 import os
@@ -52,8 +51,9 @@ from quantbench.config import parse_methods  # noqa: E402
 from quantbench.measure.latency import measure_latency  # noqa: E402
 from quantbench.methods import Context, Unsupported  # noqa: E402
 from quantbench.runtimes import TorchCPU, TorchCUDA  # noqa: E402
-from quantbench.runtimes.cuda import Target, torchao_version  # noqa: E402
-from quantbench.runtimes.cuda_kernels import INT_MM_MIN_ROWS, tensor_bytes  # noqa: E402
+from quantbench.runtimes.cuda import Target, free_cached, synchronize, torchao_version  # noqa: E402
+from quantbench.measure.size import weight_bytes  # noqa: E402
+from quantbench.runtimes.cuda_kernels import INT_MM_MIN_ROWS  # noqa: E402
 from quantbench.tasks.base import Splits, Task, TaskBase  # noqa: E402
 
 ROWS = (  # label, cuda runtime options, method
@@ -250,11 +250,6 @@ def call(module, x):
     return out.logits if hasattr(out, "logits") else out
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def rel_err(y, ref) -> float | None:
     if ref is None:
         return None
@@ -265,7 +260,7 @@ def rel_err(y, ref) -> float | None:
 def time_eager(module, x, batch: int, device, seconds: float):
     def run(inp):
         call(module, inp)
-        sync(device)
+        synchronize(device)
     return measure_latency(run, x, batch, warmup=3, min_repeats=10, max_seconds=seconds)
 
 
@@ -285,16 +280,8 @@ def time_graph(module, x, batch: int, device, seconds: float):
 
     def replay(_):
         graph.replay()
-        sync(device)
+        synchronize(device)
     return measure_latency(replay, x, batch, warmup=3, min_repeats=10, max_seconds=seconds)
-
-
-def weight_bytes(module: nn.Module) -> int:
-    """Bytes a forward reads from the weights: every parameter and buffer except embedding tables
-    (a token reads one row of those)."""
-    embedding = {id(t) for m in module.modules() if isinstance(m, nn.Embedding) for t in m.parameters()}
-    tensors = {id(t): t for t in list(module.parameters()) + list(module.buffers()) if id(t) not in embedding}
-    return sum(tensor_bytes(t) for t in tensors.values())
 
 
 def copy_bandwidth(device) -> float | None:
@@ -313,13 +300,6 @@ def copy_bandwidth(device) -> float | None:
     end.record()
     torch.cuda.synchronize(device)
     return 2 * 4 * n * 10 / (start.elapsed_time(end) / 1e3)
-
-
-def free(device):
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
 
 
 # --- the check ----------------------------------------------------------------------------------
@@ -383,7 +363,7 @@ class Check:
                 self._fail(record, "unsupported", str(e))
             except Exception as e:  # a failed row is data; the check goes on
                 self._fail(record, "failed", f"{type(e).__name__}: {e}", traceback.format_exc(limit=4))
-            free(self.device)
+            free_cached(self.device)
         self.write()
 
     def _row(self, record, label, options, spec, task, fp32, ctx, shapes, inputs, reference) -> None:
@@ -409,7 +389,7 @@ class Check:
         print(f"  {'':<18} kernel: {realized.kernel}; artifact {record['size_bytes'] / 1e6:.1f} MB, weights read "
               f"{record['weight_bytes'] / 1e6:.1f} MB, quantized in {realized.quantize_seconds:.1f} s")
         del runner
-        free(self.device)
+        free_cached(self.device)
         batch = max(s.batch for s in shapes.values())
         record["peak_memory_bytes"] = runtime.peak_memory(realized.path, task, batch, 1)
         if record["peak_memory_bytes"]:
@@ -439,7 +419,7 @@ class Check:
         except Exception as e:  # capture can fail (a host sync inside the forward): say so, keep going
             message = f"failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
             try:
-                sync(self.device)
+                synchronize(self.device)
             except Exception as after:  # the failure left the CUDA context unusable: stop measuring
                 self.broken = f"CUDA context unusable after a failed graph capture: {type(after).__name__}: {after}"
             return message
@@ -450,7 +430,7 @@ class Check:
         model = copy.deepcopy(quantized.module).to(self.device, torch.float32).eval()
         outs = {k: call(model, x if isinstance(x, dict) else x.float()) for k, x in inputs.items()}
         del model
-        free(self.device)
+        free_cached(self.device)
         return outs
 
     @staticmethod

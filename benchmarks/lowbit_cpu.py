@@ -1,6 +1,7 @@
 """torch-cpu low-bit rows (rtn 4-bit g128 in the int4 tinygemm kernel, rtn 8-bit per row in the int8
 weight-only kernel) vs fp32, vs a bare call of the same kernel (quantbench's overhead), and vs the
-memory-bandwidth bound of reading the weights, at batch 1, for a few layer sizes.
+memory-bandwidth bound of reading the weights (the bytes the loaded modules hold: packed codes,
+scales and zeros, the fp32 head), at batch 1, for a few layer sizes.
 
     python benchmarks/lowbit_cpu.py [--threads 2] [--sizes 2048,4096,8192]
 
@@ -17,10 +18,13 @@ from torch import nn
 from int8_overhead import read_bandwidth_gbs
 from quantbench.config import parse_methods
 from quantbench.measure.latency import measure_latency
+from quantbench.measure.size import weight_bytes
 from quantbench.methods import Context
 from quantbench.runtimes import TorchCPU
+from quantbench.runtimes.torch_cpu import lowbit_runner
 from quantbench.runtimes.weight_only import weight_only_module
 from quantbench.tasks.base import Splits, Task
+from quantbench.tasks.skeleton import build_skeleton
 
 ROWS = (("int4 tinygemm g128", "rtn:bits=4,group_size=128"), ("int8 weight-only per row", "rtn:bits=8,group_size=-1"))
 HEAD = 16
@@ -42,8 +46,7 @@ def time_size(k: int, folder: Path, bandwidth_gbs: float) -> list[dict]:
     ctx = Context(task, runtime, progress=False)
     with torch.inference_mode():
         fp32_ms = measure_latency(model, x, 1, max_seconds=3.0).median_ms
-    head_bytes = 4 * (k * HEAD + HEAD)
-    rows = [{"row": "fp32", "ms": fp32_ms, "bound_ms": (4 * (k * k + k) + head_bytes) / bandwidth_gbs / 1e6}]
+    rows = [{"row": "fp32", "ms": fp32_ms, "bound_ms": weight_bytes(model) / bandwidth_gbs / 1e6}]
     for label, spec in ROWS:
         config = parse_methods(spec)[0]
         realized = runtime.realize(config, model, ctx, folder / f"{k}-{config.bits}")
@@ -53,11 +56,14 @@ def time_size(k: int, folder: Path, bandwidth_gbs: float) -> list[dict]:
         with torch.inference_mode():
             ms = measure_latency(run, x, 1, max_seconds=3.0).median_ms
             bare_ms = measure_latency(lambda inp: model[1](bare(inp)), x, 1, max_seconds=3.0).median_ms
-        groups = k // 128 if config.bits == 4 else 1
-        weight_bytes = k * k * config.bits // 8 + k * groups * 2 * 2  # codes + a 2-byte (scale, zero) pair per group
         rows.append({"row": label, "ms": ms, "bare_ms": bare_ms, "kernel": realized.kernel,
-                     "bound_ms": (weight_bytes + head_bytes) / bandwidth_gbs / 1e6})
+                     "bound_ms": weight_bytes(eager_module(realized.path, task)) / bandwidth_gbs / 1e6})
     return rows
+
+
+def eager_module(path: Path, task: Task) -> nn.Module:
+    """The row's model as torch-cpu loads it, before freezing (a frozen module holds no parameters to count)."""
+    return lowbit_runner(path, build_skeleton(task.build_model), None).module
 
 
 def main() -> None:

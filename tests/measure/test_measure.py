@@ -5,7 +5,7 @@ import torch
 
 from quantbench.measure.accuracy import agreement, wilson_interval
 from quantbench.measure.latency import measure_latency, summarize
-from quantbench.measure.size import bits_per_parameter
+from quantbench.measure.size import bits_per_parameter, tensor_bytes, weight_bytes
 
 
 def test_wilson_interval_known_values():
@@ -35,3 +35,19 @@ def test_measure_latency_runs_the_callable_and_reports_a_distribution():
 
 def test_bits_per_parameter():
     assert bits_per_parameter(1000, 1000) == 8.0
+
+
+def test_tensor_bytes_counts_inner_tensors_of_subclasses():
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    assert tensor_bytes(torch.zeros(4, 4, dtype=torch.bfloat16)) == 32
+    assert tensor_bytes(TwoTensor(torch.zeros(4, 4, dtype=torch.bfloat16), torch.zeros(4, 4, dtype=torch.bfloat16))) == 64
+    assert tensor_bytes(None) == 0
+
+
+def test_weight_bytes_counts_tied_tensors_once_and_skips_embedding_tables():
+    embed, head = torch.nn.Embedding(100, 8), torch.nn.Linear(8, 100, bias=False)
+    model = torch.nn.Sequential(embed, torch.nn.Linear(8, 8), head)
+    assert weight_bytes(model) == 4 * (8 * 8 + 8 + 8 * 100)
+    head.weight = embed.weight  # tied: the head reads the whole table, but it is counted with the embedding
+    assert weight_bytes(model) == 4 * (8 * 8 + 8)

@@ -1,6 +1,8 @@
-"""Size of the saved artifact in bytes, and what that means per weight."""
+"""Size of the saved artifact in bytes, what that means per weight, and the bytes of weights a
+forward pass reads (what a memory-bandwidth bound divides)."""
 from pathlib import Path
 
+import torch
 from torch import nn
 
 
@@ -17,3 +19,22 @@ def count_parameters(fp32: nn.Module) -> int:
 def bits_per_parameter(size_bytes: int, n_params: int) -> float:
     """Effective bits per parameter of the whole file (format overhead included)."""
     return 8.0 * size_bytes / n_params if n_params else float("nan")
+
+
+def tensor_bytes(t: torch.Tensor | None) -> int:
+    """Bytes a tensor holds; for tensor subclasses (torchao), the bytes of their inner tensors."""
+    if t is None:
+        return 0
+    flatten = getattr(t, "__tensor_flatten__", None)
+    if flatten is not None and type(t) not in (torch.Tensor, nn.Parameter):
+        names, _ = flatten()
+        return sum(tensor_bytes(getattr(t, name, None)) for name in names)
+    return t.numel() * t.element_size()
+
+
+def weight_bytes(module: nn.Module) -> int:
+    """Bytes a forward reads from the weights as the loaded module holds them (packed codes, scales,
+    dense weights): every parameter and buffer once, except embedding tables (a token reads one row)."""
+    embedding = {id(t) for m in module.modules() if isinstance(m, nn.Embedding) for t in m.parameters()}
+    tensors = {id(t): t for t in list(module.parameters()) + list(module.buffers()) if id(t) not in embedding}
+    return sum(tensor_bytes(t) for t in tensors.values())

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 INSTALL_HINT = "pip install 'quantbench[cuda]'"
 INT_MM_MIN_ROWS = 17
 """cuBLAS int8 GEMM (``torch._int_mm``) refuses fewer rows; torchao then falls back to fp32 matmul."""
@@ -78,14 +75,3 @@ def _version_tuple(version: str) -> tuple[int, ...]:
             break
         parts.append(int(digits))
     return tuple(parts)
-
-
-def tensor_bytes(t: torch.Tensor | None) -> int:
-    """Bytes a tensor holds; for tensor subclasses (torchao), the bytes of their inner tensors."""
-    if t is None:
-        return 0
-    flatten = getattr(t, "__tensor_flatten__", None)
-    if flatten is not None and type(t) not in (torch.Tensor, nn.Parameter):
-        names, _ = flatten()
-        return sum(tensor_bytes(getattr(t, name, None)) for name in names)
-    return t.numel() * t.element_size()
