@@ -1,7 +1,8 @@
 """torch-cpu low-bit rows (rtn 4-bit g128 in the int4 tinygemm kernel, rtn 8-bit per row in the int8
 weight-only kernel) vs fp32, vs a bare call of the same kernel (quantbench's overhead), and vs the
 memory-bandwidth bound of reading the weights (the bytes the loaded modules hold: packed codes,
-scales and zeros, the fp32 head), at batch 1, for a few layer sizes.
+scales and zeros, the fp32 head), and vs the peer, torchao's weight-only configs on the same fp32
+model (when torchao is installed; formats that cannot run on a CPU say why), at batch 1, for a few layer sizes.
 
     python benchmarks/lowbit_cpu.py [--threads 2] [--sizes 2048,4096,8192]
 
@@ -9,6 +10,7 @@ The model is Linear(K, K) -> Linear(K, 16): quantbench keeps the small head in f
 every model. All numbers come from this one run; compare the ratios, not absolute times across runs.
 """
 import argparse
+import copy
 import tempfile
 from pathlib import Path
 
@@ -58,6 +60,33 @@ def time_size(k: int, folder: Path, bandwidth_gbs: float) -> list[dict]:
             bare_ms = measure_latency(lambda inp: model[1](bare(inp)), x, 1, max_seconds=3.0).median_ms
         rows.append({"row": label, "ms": ms, "bare_ms": bare_ms, "kernel": realized.kernel,
                      "bound_ms": weight_bytes(eager_module(realized.path, task)) / bandwidth_gbs / 1e6})
+    return rows + torchao_rows(model, x, bandwidth_gbs)
+
+
+def torchao_rows(model: nn.Module, x: torch.Tensor, bandwidth_gbs: float) -> list[dict]:
+    """The peer: torchao's weight-only configs applied to the same fp32 model's first layer, on the CPU
+    (int8 per row; int4 group 128, each packing format torchao has), or why one cannot run here."""
+    try:
+        from quantbench.runtimes.cuda import quiet_torchao
+        with quiet_torchao():
+            from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+            from torchao.quantization.quantize_.workflows import Int4PackingFormat
+    except ImportError as e:
+        return [{"row": "torchao (peer)", "skipped": f"torchao not installed ({e})"}]
+    configs = {"torchao Int8WeightOnly": (Int8WeightOnlyConfig(), torch.float32)}  # int4: bf16 models only
+    configs |= {f"torchao Int4WeightOnly {fmt.value}": (Int4WeightOnlyConfig(group_size=128, int4_packing_format=fmt),
+                                                        torch.bfloat16) for fmt in Int4PackingFormat}
+    rows = []
+    for label, (config, dtype) in configs.items():
+        peer = copy.deepcopy(model).to(dtype)
+        try:
+            with quiet_torchao(), torch.inference_mode():
+                quantize_(peer, config, filter_fn=lambda module, fqn: fqn == "0")
+                ms = measure_latency(peer, x.to(dtype), 1, max_seconds=3.0).median_ms
+        except Exception as e:  # noqa: BLE001  (report why the peer cannot run, go on)
+            rows.append({"row": label, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0][:90]}"})
+            continue
+        rows.append({"row": label, "ms": ms, "bound_ms": weight_bytes(peer) / bandwidth_gbs / 1e6})
     return rows
 
 
@@ -74,14 +103,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     bandwidth = read_bandwidth_gbs()
     print(f"{args.threads} threads; read bandwidth (torch.sum over 1 GiB) {bandwidth:.1f} GB/s; batch 1")
-    print(f"{'K':>6} {'row':26} {'median ms':>10} {'vs fp32':>8} {'vs bare kernel':>15} {'bound ms':>9} {'bound/time':>11}")
+    print(f"{'K':>6} {'row':38} {'median ms':>10} {'vs fp32':>8} {'vs bare kernel':>15} {'bound ms':>9} {'bound/time':>11}")
     with tempfile.TemporaryDirectory() as folder:
         for k in (int(s) for s in args.sizes.split(",")):
             rows = time_size(k, Path(folder), bandwidth)
             fp32 = rows[0]["ms"]
             for r in rows:
+                if "skipped" in r:
+                    print(f"{k:>6} {r['row']:38} cannot run here: {r['skipped']}")
+                    continue
                 bare = f"{r['ms'] / r['bare_ms']:.2f}x" if "bare_ms" in r else "-"
-                print(f"{k:>6} {r['row']:26} {r['ms']:>10.3f} {fp32 / r['ms']:>7.2f}x {bare:>15} "
+                print(f"{k:>6} {r['row']:38} {r['ms']:>10.3f} {fp32 / r['ms']:>7.2f}x {bare:>15} "
                       f"{r['bound_ms']:>9.3f} {r['bound_ms'] / r['ms']:>10.2f}")
     print("'vs fp32' > 1: faster than fp32; 'vs bare kernel': quantbench's artifact time / the kernel module called "
           "directly (1 = no overhead); 'bound/time' near 1: the kernel reads its weights at the measured bandwidth. "
