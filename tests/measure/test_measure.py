@@ -51,3 +51,17 @@ def test_weight_bytes_counts_tied_tensors_once_and_skips_embedding_tables():
     assert weight_bytes(model) == 4 * (8 * 8 + 8 + 8 * 100)
     head.weight = embed.weight  # tied: the head reads the whole table, but it is counted with the embedding
     assert weight_bytes(model) == 4 * (8 * 8 + 8)
+
+
+def test_peak_memory_counts_what_the_load_allocates_and_is_none_without_a_resettable_peak(tmp_path):
+    from quantbench.measure.memory import peak_memory_bytes
+
+    allocate = "y = bytearray(64_000_000); y[::4096] = b'x' * len(y[::4096])"  # touch every page
+    grown = peak_memory_bytes(tmp_path, [1], 1, imports="x = None", load_and_run=allocate)
+    assert 60e6 < grown < 80e6
+    no_reset = ("import builtins\n_open = builtins.open\n"
+                "def _refuse(p, *a, **k):\n"
+                "    if p == '/proc/self/clear_refs': raise PermissionError(p)\n"
+                "    return _open(p, *a, **k)\n"
+                "builtins.open = _refuse")
+    assert peak_memory_bytes(tmp_path, [1], 1, imports=no_reset, load_and_run=allocate) is None

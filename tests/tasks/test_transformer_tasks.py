@@ -6,8 +6,12 @@ import pytest
 import torch
 
 from quantbench import CompareSpec, compare
+from quantbench.config import parse_methods
 from quantbench.errors import UserError
+from quantbench.methods import Context, apply_method
+from quantbench.runtimes import TorchCPU
 from quantbench.tasks import build_task
+from quantbench.tasks.base import repeat_to
 from quantbench.tasks.embedding import nearest_neighbour_agreement
 from quantbench.tasks.hf import minilm_path
 from quantbench.tasks.lm import bootstrap_perplexity_ci, segments
@@ -19,27 +23,45 @@ def run(cache_dir, **kwargs):
     return compare(CompareSpec(batch_sizes=(1,), memory=False, progress=False, cache_dir=cache_dir, **kwargs))
 
 
-def test_minilm_gptq_keeps_embeddings_closer_than_rtn(cache_dir):
-    results = run(cache_dir, task="minilm", eval_samples=200, methods="fp32,rtn:bits=3,gptq:bits=3,calib_samples=64")
-    rows = {r.method: r for r in results.rows}
-    assert all(r.status == "ok" for r in rows.values()), [r.error for r in rows.values()]
-    assert rows["fp32"].quality == pytest.approx(1.0, abs=1e-5) and rows["fp32"].agreement == 1.0
-    assert rows["gptq:bits=3,calib_samples=64"].quality > rows["rtn:bits=3"].quality
-    assert rows["rtn:bits=3"].size_bytes < rows["fp32"].size_bytes
-    assert rows["rtn:bits=3"].metric == "cosine" and rows["rtn:bits=3"].accuracy is None
+def test_minilm_gptq_keeps_embeddings_closer_than_rtn():
+    """GPTQ's point on a real pretrained model: at 3 bits (same grid as RTN) its embeddings stay
+    clearly closer to fp32's. Quantize and score only; the rows' pipeline is tested elsewhere."""
+    task = build_task("minilm", eval_samples=100)
+    reference = task.reference(task.pretrained)
+    ctx = Context(task, TorchCPU(), progress=False)
+
+    def score(spec):
+        module = apply_method(parse_methods(spec)[0], task.pretrained, ctx).module
+        with torch.inference_mode():
+            return task.evaluate(lambda batch: module(**batch), reference)
+
+    rtn, gptq = score("rtn:bits=3"), score("gptq:bits=3,calib_samples=64")
+    assert rtn.metric == "cosine" and rtn.accuracy is None and rtn.n_samples == 100
+    # measured: cosine 0.825 (rtn), 0.918 (gptq); gptq's distance to fp32 is under half rtn's
+    assert gptq.value > rtn.value
+    assert 1 - gptq.value < 0.7 * (1 - rtn.value)
 
 
 def test_lm_perplexity_rows_for_a_tiny_llama(tiny_llama_dir, cache_dir):
+    """The tiny Llama has random weights (seed 0): its perplexity is about the vocabulary size and
+    moves little under any working quantization, so agreement with fp32's next-token choices
+    (8 x 31 tokens) is the sharp signal; perplexity catches a model a method blew up."""
     results = run(cache_dir, task="lm", model=tiny_llama_dir, seq_len=32, eval_samples=8,
-                  methods="fp32,rtn:bits=8,gptq:bits=4,calib_samples=8,group_size=32,ptq-static,ptq-dynamic")
+                  methods="fp32,rtn:bits=8,gptq:bits=4,calib_samples=8,group_size=32,rtn:group_size=32,"
+                          "ptq-static,ptq-dynamic")
     rows = {r.method: r for r in results.rows}
     fp32, rtn8 = rows["fp32"], rows["rtn:bits=8"]
+    gptq, rtn4, dynamic = rows["gptq:group_size=32,calib_samples=8"], rows["rtn:group_size=32"], rows["ptq-dynamic"]
     assert fp32.status == "ok" and fp32.metric == "perplexity" and not fp32.higher_is_better
     assert fp32.quality_ci[0] <= fp32.quality <= fp32.quality_ci[1]
     assert abs(rtn8.quality / fp32.quality - 1) < 0.01 and rtn8.agreement > 0.95
-    assert rows["gptq:group_size=32,calib_samples=8"].status == "ok"
     assert rows["ptq-static"].status == "unsupported"
-    assert rows["ptq-dynamic"].status == "ok", rows["ptq-dynamic"].error
+    for row in (gptq, rtn4, dynamic):
+        assert row.status == "ok", (row.method, row.error)
+        assert abs(row.quality / fp32.quality - 1) < 0.01, row.method  # measured: under 0.1%
+    # measured agreement: ptq-dynamic 0.94, gptq 0.83, rtn (same 4-bit grid) 0.81
+    assert dynamic.agreement > 0.85
+    assert gptq.agreement > 0.75 and gptq.agreement >= rtn4.agreement - 0.03
 
 
 def test_lm_task_errors(tiny_llama_dir, tmp_path):
@@ -73,6 +95,34 @@ def test_nearest_neighbour_agreement():
     e = torch.nn.functional.normalize(torch.randn(20, 8, generator=torch.Generator().manual_seed(0)), dim=1)
     assert nearest_neighbour_agreement(e, e) == 1.0
     assert nearest_neighbour_agreement(e, e[torch.randperm(20, generator=torch.Generator().manual_seed(1))]) < 0.5
+
+
+def test_embedding_latency_batch_is_tokenized_once_per_batch_size(tiny_bert_dir, monkeypatch):
+    """Every row times each batch size and the memory probe asks for the largest again: one
+    tokenization each, and a caller changing its dict does not change the next one's."""
+    task = build_task("embedding", model=tiny_bert_dir, eval_samples=16)
+    tokenize, calls = task._tokenize, []
+    monkeypatch.setattr(task, "_tokenize", lambda sentences: calls.append(len(sentences)) or tokenize(sentences))
+    first = task.latency_input(8)
+    first.pop("input_ids")
+    again = task.latency_input(8)
+    assert calls == [8]
+    expected = tokenize(repeat_to(task.eval_sentences, 8))
+    assert set(again) == set(expected) and all(torch.equal(again[k], expected[k]) for k in expected)
+    assert task.latency_input(3)["input_ids"].shape[0] == 3 and calls == [8, 3]
+
+
+def test_hf_skeletons_read_the_config_once_and_each_gets_its_own(tiny_llama_dir, monkeypatch):
+    from quantbench.tasks.hf import model_builder
+
+    read, reads = transformers.AutoConfig.from_pretrained, []
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", lambda *a, **k: reads.append(a) or read(*a, **k))
+    build = model_builder(tiny_llama_dir, "causal-lm")
+    first, second = build.skeleton(), build.skeleton()
+    assert len(reads) == 1
+    assert all(p.is_meta for p in first.parameters()) and first.config.hidden_size == 64
+    first.config.use_cache = not first.config.use_cache  # a model changing its config changes no other
+    assert first.config is not second.config and build.skeleton().config.use_cache == second.config.use_cache
 
 
 def test_minilm_missing_package_is_a_clear_error(monkeypatch):

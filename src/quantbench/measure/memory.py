@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 _PROBE = r"""
-import json, resource, sys, warnings
+import json, sys, warnings
 warnings.simplefilter("ignore")
 path, shape, threads, option = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 {imports}
@@ -17,12 +17,12 @@ def status(key):
             return int(line.split()[1]) * 1024
 try:  # reset the high-water mark so that the imports above do not count
     open("/proc/self/clear_refs", "w").write("5")
-    base, peak = status("VmRSS:"), lambda: status("VmHWM:")
-except OSError:
-    base, peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None
+    base = status("VmRSS:")
+except OSError:  # no resettable high-water mark (not Linux): the imports' peak would hide the load's
+    print(json.dumps({{"baseline": None, "peak": None}}))
+    sys.exit(0)
 {load_and_run}
-top = peak() if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({{"baseline": base, "peak": top}}))
+print(json.dumps({{"baseline": base, "peak": status("VmHWM:")}}))
 """
 
 TORCHSCRIPT_IMPORTS = """import torch
@@ -37,8 +37,9 @@ with torch.inference_mode():
 
 
 def peak_memory_bytes(artifact: Path, input_shape: list[int] | dict, threads: int, option: str | None = None,
-                      imports: str = TORCHSCRIPT_IMPORTS, load_and_run: str = TORCHSCRIPT_LOAD_AND_RUN) -> int:
-    """Peak RSS growth of a fresh process that loads ``artifact`` and runs one batch.
+                      imports: str = TORCHSCRIPT_IMPORTS, load_and_run: str = TORCHSCRIPT_LOAD_AND_RUN) -> int | None:
+    """Peak RSS growth of a fresh process that loads ``artifact`` and runs one batch; None where the
+    resident high-water mark cannot be reset after the imports (Linux's /proc/self/clear_refs).
     ``input_shape`` (any JSON value) reaches the probe as ``shape``: a tensor's shape, or what a
     runtime's ``imports`` needs to build its inputs. ``imports`` runs before the baseline is taken
     (it may define ``x``); ``load_and_run`` after."""
@@ -50,4 +51,4 @@ def peak_memory_bytes(artifact: Path, input_shape: list[int] | dict, threads: in
     if done.returncode != 0:
         raise RuntimeError(f"memory probe failed: {done.stderr.strip().splitlines()[-1:]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    return out["peak"] - out["baseline"]
+    return None if out["peak"] is None else out["peak"] - out["baseline"]

@@ -1,7 +1,9 @@
 """Loading Hugging Face models and tokenizers (local folder or hub name), with clear errors."""
+import copy
 import importlib.util
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import UserError
@@ -47,9 +49,13 @@ class ModelBuilder:
                             f"{_first_line(e)}") from None
 
     def skeleton(self):
-        config = require_transformers().AutoConfig.from_pretrained(self.model)
-        with parameters_on_meta():
-            return self._cls().from_config(config).float().eval()
+        with parameters_on_meta():  # a copy of the config: the model keeps it, and may change it
+            return self._cls().from_config(copy.deepcopy(self._config)).float().eval()
+
+    @cached_property
+    def _config(self):
+        """The model's config, read once per builder (every artifact row builds a skeleton)."""
+        return require_transformers().AutoConfig.from_pretrained(self.model)
 
 
 def model_builder(model: str, kind: str) -> ModelBuilder:
