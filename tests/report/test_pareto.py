@@ -79,3 +79,27 @@ def test_plot_marks_each_runtime_and_the_front(tmp_path, monkeypatch):
         assert texts[0] == "Pareto front (circled)" and sorted(texts[1:]) == ["onnxruntime", "torch-cpu"]
     front = next(line for line in latency_axis.get_lines() if line.get_linestyle() == "--")
     assert list(front.get_xdata()) == [30.0]  # rtn@onnxruntime alone: fastest at equal quality
+
+
+def test_plot_labels_of_rows_with_equal_quality_do_not_overlap(tmp_path, monkeypatch):
+    from quantbench.measure.latency import Latency
+    from quantbench.report.plot import plot_tradeoffs
+    from quantbench.results import Results, Row
+
+    methods = ["fp32", "ptq-dynamic", "ptq-static", "rtn", "gptq"]
+    rows = [Row(method, {}, "t", runtime, quality=0.972, quality_ci=[0.95, 0.985], agreement=1.0,
+                size_bytes=(4 << 20) if method == "fp32" else (1 << 20) + 1000 * i,
+                latency=[Latency(1, 0.05 + 0.001 * i, 0.05, 0.05, 10, 1.0)])
+            for i, (method, runtime) in enumerate((m, r) for m in methods for r in ("torch-cpu", "onnxruntime"))]
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_tradeoffs(Results({}, {"description": "test"}, rows), tmp_path / "plot.png")
+    renderer = figures[0].canvas.get_renderer()
+    for ax in figures[0].axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        assert len(boxes) == len(rows)
+        overlapping = [(a, b) for i, a in enumerate(ax.texts) for b in ax.texts[i + 1:]
+                       if a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer))]
+        assert not overlapping, [(a.get_text(), b.get_text()) for a, b in overlapping]

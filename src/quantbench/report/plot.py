@@ -101,10 +101,13 @@ def _panel(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str) -> Non
     points = sorted((p for p in tradeoffs.points if p.label in cost), key=lambda p: cost[p.label])
     shown = {p.label: (cost[p.label], _plotted_quality(tradeoffs, p)) for p in points}
     front = pareto_front({label: (x, y[0] if tradeoffs.higher_is_better else -y[0]) for label, (x, y) in shown.items()})
-    _draw_points(ax, points, shown, front, several_runtimes=len({p.runtime for p in tradeoffs.points}) > 1)
+    several_runtimes = len({p.runtime for p in tradeoffs.points}) > 1
+    _draw_points(ax, points, shown, front, several_runtimes)
     ax.plot([shown[n][0] for n in front], [shown[n][1][0] for n in front], "--", color=FRONT_COLOR, alpha=0.6,
             label="Pareto front (circled)")
     _set_axes(ax, tradeoffs, cost, xlabel)
+    _label_points(ax, [(p.method if several_runtimes else p.label, shown[p.label][0], shown[p.label][1][0],
+                        _style(p)[1] if several_runtimes else "black") for p in points])
 
 
 def _plotted_quality(tradeoffs: Tradeoffs, point: Point) -> tuple[float, float, float]:
@@ -116,16 +119,43 @@ def _plotted_quality(tradeoffs: Tradeoffs, point: Point) -> tuple[float, float, 
 
 def _draw_points(ax, points: list[Point], shown, front: list[str], several_runtimes: bool) -> None:
     seen = set()
-    for i, p in enumerate(points):
+    for p in points:
         x, (y, below, above) = shown[p.label]
-        marker, color = RUNTIME_STYLE.get(p.runtime, ("D", "C4"))
+        marker, color = _style(p)
         legend = p.runtime if several_runtimes and p.runtime not in seen else None
         seen.add(p.runtime)
         ax.errorbar(x, y, yerr=[[below], [above]], fmt=marker, color=color, capsize=3, markersize=5, label=legend)
         if p.label in front:
             ax.plot(x, y, marker="o", markersize=11, markerfacecolor="none", markeredgecolor=FRONT_COLOR)
-        name = p.method if several_runtimes else p.label
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 5 - 11 * (i % 3)), fontsize=7)
+
+
+_LABEL_SHIFTS = (4, -8, 14, -18, 24, -28, 34, -38, 44, -48)
+"""Vertical offsets (points) tried in turn for a label, nearest first."""
+
+
+def _style(point: Point) -> tuple[str, str]:
+    """Marker and colour of the point's runtime."""
+    return RUNTIME_STYLE.get(point.runtime, ("D", "C4"))
+
+
+def _label_points(ax, labels: list[tuple[str, float, float, str]], fontsize: float = 7) -> None:
+    """Write each name (in its colour) right of its point (x, y), shifted up or down until its box
+    overlaps no label already written (rows with equal quality would otherwise print on top of each other)."""
+    ax.autoscale_view()
+    to_points = 72 / ax.figure.dpi
+    placed: list[tuple[float, float, float, float]] = []
+    for name, x, y, color in labels:
+        px, py = (v * to_points for v in ax.transData.transform((x, y)))
+        width, height = 0.62 * fontsize * len(name), 1.2 * fontsize
+        boxes = [(px + 6, py + dy, px + 6 + width, py + dy + height) for dy in _LABEL_SHIFTS]
+        choice = next((i for i, box in enumerate(boxes) if not any(_overlap(box, other) for other in placed)), 0)
+        placed.append(boxes[choice])
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, _LABEL_SHIFTS[choice]), fontsize=fontsize,
+                    color=color)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _set_axes(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str) -> None:
