@@ -12,6 +12,7 @@ onnx = pytest.importorskip("onnx")
 
 
 from quantbench.api import compare, deployment_runtimes  # noqa: E402
+from quantbench.runtimes import onnx_export  # noqa: E402
 from quantbench.cli.main import main  # noqa: E402
 from quantbench.config import parse_methods  # noqa: E402
 from quantbench.errors import UserError  # noqa: E402
@@ -148,6 +149,29 @@ def test_large_models_put_tensors_beside_the_onnx_file_and_count_them(spec, mlp,
     assert any("external data" in note for note in large.notes)
     x = task.splits.x_test[:32]
     assert torch.allclose(run_large(x), run_small(x), atol=1e-5)
+
+
+def test_an_export_past_the_protobuf_limit_keeps_its_tensors_in_one_file_beside_it(mlp, tmp_path, monkeypatch):
+    """torch's exporter writes a model over 2 GB with one file per tensor, named after the tensor
+    ("0.weight"), so two large exports in one folder would overwrite each other's; the export is
+    re-saved with its tensors in one <file>.data. (The exporter's choice is imitated here.)"""
+    export = torch.onnx.export
+
+    def export_per_tensor(*args, **kwargs):
+        export(*args, **kwargs)
+        path = args[2]
+        onnx.save_model(onnx.load(path), path, save_as_external_data=True, all_tensors_to_one_file=False,
+                        size_threshold=0)
+
+    monkeypatch.setattr(torch.onnx, "export", export_per_tensor)
+    monkeypatch.setattr(onnx_export, "LARGE_BYTES", 0)
+    realized, run = realize("fp32", mlp, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art.onnx", "art.onnx.data"]
+    assert realized.extra_files == [tmp_path / "art.onnx.data"]
+    task, model = mlp
+    x = task.splits.x_test[:32]
+    with torch.no_grad():
+        assert torch.allclose(run(x), model(x), atol=1e-5)
 
 
 def test_peak_memory_is_measured_in_a_fresh_process(tmp_path):

@@ -14,6 +14,7 @@ each file once.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 import tempfile
 import warnings
@@ -31,12 +32,23 @@ _PER_TOKEN_AXES = {0: "batch", 1: "sequence"}
 
 
 def export_onnx(module: nn.Module, task, path: Path) -> Path:
-    """``module`` (run on ``task``'s inputs) written to ``path``; warnings and exporter prints hidden."""
+    """``module`` (run on ``task``'s inputs) written to ``path``; warnings and exporter prints hidden.
+    A model over the protobuf limit, which torch's exporter writes as one file per tensor named
+    after the tensor, is re-saved with its tensors in one ``<file>.data`` (``save_onnx``), so that
+    two large exports in one folder cannot overwrite each other's tensors."""
     exported, args, inputs, outputs, axes = _export_signature(module, task)
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(exported, args, str(path), dynamo=False, opset_version=OPSET, input_names=inputs,
-                          output_names=outputs, dynamic_axes=axes)
+    with tempfile.TemporaryDirectory(prefix="quantbench-export-") as tmp:
+        raw = Path(tmp) / "model.onnx"
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(exported, args, str(raw), dynamo=False, opset_version=OPSET, input_names=inputs,
+                              output_names=outputs, dynamic_axes=axes)
+        if len(list(Path(tmp).iterdir())) == 1:  # all tensors inside the file
+            shutil.move(raw, path)
+        else:
+            import onnx
+
+            save_onnx(onnx.load(str(raw)), path)
     return path
 
 
