@@ -39,7 +39,8 @@ def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: Co
         row.peak_memory_bytes = runtime.peak_memory(realized.path, ctx.task, max(spec.batch_sizes),
                                                     spec.resolved_threads())
         if row.peak_memory_bytes is None:
-            row.notes.append(f"peak memory not measured for {realized.path.suffix} artifacts on {runtime.name}")
+            row.notes.append("peak memory not measured: this system has no resident-memory high-water mark that can "
+                             "be reset after the imports (Linux's /proc/self/clear_refs)")
 
 
 def _fill_quality(row: Row, quality) -> None:

@@ -45,12 +45,13 @@ def test_tensor_bytes_counts_inner_tensors_of_subclasses():
     assert tensor_bytes(None) == 0
 
 
-def test_weight_bytes_counts_tied_tensors_once_and_skips_embedding_tables():
+def test_weight_bytes_skips_tables_only_embeddings_read_and_counts_a_tied_table_once():
     embed, head = torch.nn.Embedding(100, 8), torch.nn.Linear(8, 100, bias=False)
     model = torch.nn.Sequential(embed, torch.nn.Linear(8, 8), head)
-    assert weight_bytes(model) == 4 * (8 * 8 + 8 + 8 * 100)
-    head.weight = embed.weight  # tied: the head reads the whole table, but it is counted with the embedding
-    assert weight_bytes(model) == 4 * (8 * 8 + 8)
+    assert weight_bytes(model) == 4 * (8 * 8 + 8 + 8 * 100)  # the table is looked up: not counted
+    head.weight = embed.weight  # tied: the head reads the whole table on every token
+    assert weight_bytes(model) == 4 * (8 * 8 + 8 + 100 * 8)
+    assert weight_bytes(torch.nn.Sequential(embed)) == 0
 
 
 def test_peak_memory_counts_what_the_load_allocates_and_is_none_without_a_resettable_peak(tmp_path):

@@ -149,6 +149,9 @@ def test_large_models_put_tensors_beside_the_onnx_file_and_count_them(spec, mlp,
     assert any("external data" in note for note in large.notes)
     x = task.splits.x_test[:32]
     assert torch.allclose(run_large(x), run_small(x), atol=1e-5)
+    first_size = large.extra_files[0].stat().st_size
+    again, _ = realize(spec, mlp, tmp_path / "large")  # the same --out again: tensors replaced, not appended
+    assert again.extra_files == large.extra_files and again.extra_files[0].stat().st_size == first_size
 
 
 def test_an_export_past_the_protobuf_limit_keeps_its_tensors_in_one_file_beside_it(mlp, tmp_path, monkeypatch):

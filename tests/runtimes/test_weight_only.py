@@ -184,6 +184,10 @@ def test_fill_lowbit_refuses_an_artifact_that_lacks_or_adds_a_tensor():
         fill_lowbit(skeleton, packed, {k: v for k, v in tensors.items() if k != "1.bias"}, make_layer=cpu_layer)
     with pytest.raises(ValueError, match="holds 3.weight, which the model does not have"):
         fill_lowbit(skeleton, packed, tensors | {"3.weight": torch.zeros(1)}, make_layer=cpu_layer)
+    with pytest.raises(ValueError, match="quantizes layer 5, which the model does not have"):
+        fill_lowbit(skeleton, {"5": packed["0"]}, tensors, make_layer=cpu_layer)
+    with pytest.raises(ValueError, match=r"layer 2 is \[out, in\] = \[32, 32\], the model's is \[16, 32\]"):
+        fill_lowbit(skeleton, {"2": packed["0"]}, tensors, make_layer=cpu_layer)
 
 
 @pytest.mark.parametrize("spec, op", [("rtn", "_weight_int4pack_mm_for_cpu"),
@@ -221,3 +225,25 @@ def test_a_torch_without_the_cpu_kernel_keeps_layers_dense_and_says_why(monkeypa
     assert "has no aten._no_such_int4_kernel (a newer torch has)" in weight_only.cpu_kernel_refusal(lw)
     kernel, notes = _summary({"0": lw})
     assert kernel.startswith("torch fp32 dense (weights dequantized at load") and "_no_such_int4_kernel" in notes[0]
+
+
+def test_fill_lowbit_casts_the_rest_of_the_model_but_not_the_kernel_modules_it_swaps_in():
+    """As on CUDA (bf16 runtime): plain tensors are cast, a swapped-in module keeps its own dtypes
+    (int8 weight-only keeps float32 scales on the GPU); the bias it is given is already cast."""
+    model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
+    packed = {"0": _fp16_scales(rtn_quantize(model[0].weight, 8, -1))}
+    tensors = {k: v for k, v in model.state_dict().items() if k != "0.weight"}
+    given = {}
+
+    class Kernel(nn.Module):
+        def __init__(self, bias):
+            super().__init__()
+            self.register_buffer("scales", torch.ones(32, dtype=torch.float32))
+            given["bias"] = bias
+
+    with torch.device("meta"):
+        skeleton = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
+    loaded = fill_lowbit(skeleton, packed, tensors, make_layer=lambda name, lw, bias: Kernel(bias),
+                         dtype=torch.bfloat16)
+    assert loaded[0].scales.dtype == torch.float32 and given["bias"].dtype == torch.bfloat16
+    assert loaded[2].weight.dtype == torch.bfloat16 and loaded[2].bias.dtype == torch.bfloat16

@@ -46,3 +46,13 @@ def test_place_state_leaves_the_modules_it_is_told_to_skip_for_their_replacement
     place_state(skeleton, state, skip={"norm"})
     replace_module(skeleton, "norm", nn.Identity())
     assert isinstance(skeleton.norm, nn.Identity) and not any(t.is_meta for t in skeleton.state_dict().values())
+
+
+def test_place_state_refuses_a_tensor_of_another_shape_and_a_meta_buffer_it_cannot_fill():
+    state = _state(Tied())
+    with pytest.raises(ValueError, match=r"the artifact's norm.weight is \(5,\), the model's is \(4,\)"):
+        place_state(build_skeleton(Tied), state | {"norm.weight": torch.ones(5)})
+    with torch.device("meta"):
+        all_meta = Tied()
+    with pytest.raises(ValueError, match="buffer positions is on 'meta'"):
+        place_state(all_meta, state)

@@ -3,7 +3,6 @@ import statistics
 import time
 from dataclasses import dataclass
 
-
 from ..runtimes import Runner
 
 

@@ -34,7 +34,12 @@ def tensor_bytes(t: torch.Tensor | None) -> int:
 
 def weight_bytes(module: nn.Module) -> int:
     """Bytes a forward reads from the weights as the loaded module holds them (packed codes, scales,
-    dense weights): every parameter and buffer once, except embedding tables (a token reads one row)."""
-    embedding = {id(t) for m in module.modules() if isinstance(m, nn.Embedding) for t in m.parameters()}
-    tensors = {id(t): t for t in list(module.parameters()) + list(module.buffers()) if id(t) not in embedding}
+    dense weights): every parameter and buffer once, except a table only embeddings hold (a token
+    reads one row of it; a head tied to the table reads all of it, so a tied table counts)."""
+    looked_up_only: dict[int, bool] = {}
+    for _, owner in module.named_modules(remove_duplicate=False):
+        for t in owner._parameters.values():
+            if t is not None:
+                looked_up_only[id(t)] = looked_up_only.get(id(t), True) and isinstance(owner, nn.Embedding)
+    tensors = {id(t): t for t in list(module.parameters()) + list(module.buffers()) if not looked_up_only.get(id(t))}
     return sum(tensor_bytes(t) for t in tensors.values())

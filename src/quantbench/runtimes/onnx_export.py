@@ -37,7 +37,7 @@ def export_onnx(module: nn.Module, task, path: Path) -> Path:
     after the tensor, is re-saved with its tensors in one ``<file>.data`` (``save_onnx``), so that
     two large exports in one folder cannot overwrite each other's tensors."""
     exported, args, inputs, outputs, axes = _export_signature(module, task)
-    with tempfile.TemporaryDirectory(prefix="quantbench-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="quantbench-export-", dir=Path(path).parent) as tmp:  # large: same disk
         raw = Path(tmp) / "model.onnx"
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             warnings.simplefilter("ignore")
@@ -75,10 +75,18 @@ def is_large(model) -> bool:
     return any(uses_external_data(t) for t in inits) or sum(len(t.raw_data) for t in inits) > LARGE_BYTES
 
 
+def remove_onnx(path: Path) -> None:
+    """Delete ``path`` and its ``<name>.data``, if there: onnx and ORT's quantizers append tensors to an
+    existing external-data file, so a file left by an earlier run would grow (and be counted)."""
+    for stale in (Path(path), Path(f"{path}.data")):
+        stale.unlink(missing_ok=True)
+
+
 def save_onnx(model, path: Path) -> Path:
     """``model`` (an onnx.ModelProto) to ``path``, its tensors in ``<name>.data`` beside it when large."""
     import onnx
 
+    remove_onnx(path)
     large = sum(len(t.raw_data) for t in model.graph.initializer) > LARGE_BYTES
     onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
                     location=f"{Path(path).name}.data", size_threshold=1024)

@@ -40,7 +40,8 @@ from ..errors import NotRepresentable, UserError
 from ..measure.memory import peak_memory_bytes
 from ..tasks.base import batch_rows
 from .base import RUNTIMES, Realized, Runner
-from .onnx_export import export_onnx, exported, input_types, is_large, load_graph, save_onnx, to_feeds
+from .onnx_export import (export_onnx, exported, input_types, is_large, load_graph, remove_onnx, save_onnx,
+                          to_feeds)
 
 INSTALL_HINT = "pip install 'quantbench[onnx]'"
 _OBSERVER_TO_ORT = {"minmax": "MinMax", "histogram": "Entropy", "percentile": "Percentile"}
@@ -84,6 +85,7 @@ class OnnxRuntimeCPU:
         if build is None:
             raise Unsupported(f"method '{config.name}' has no ONNX Runtime path")
         path = stem.with_suffix(".onnx")
+        remove_onnx(path)
         saved = functools.cache(functools.partial(load_graph, path))  # the file, parsed once for all that reads it
         realized = build(self, config, fp32, ctx, path, saved)
         ops = {"run": count_ops_run(path, torch.get_num_threads()), "saved": _op_counts(saved())}

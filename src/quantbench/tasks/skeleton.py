@@ -1,7 +1,6 @@
 """A model's architecture without its weights: parameters on PyTorch's "meta" device (no memory),
-buffers real (non-persistent buffers,
-such as position ids, are not in a state dict and must keep their values), and ``place_state``
-to fill one."""
+buffers real (non-persistent buffers, such as position ids, are not in a state dict and must keep
+their values); and ``place_state``, which fills one with an artifact's tensors."""
 import contextlib
 
 import torch
@@ -43,9 +42,9 @@ def place_state(model: nn.Module, state: dict[str, torch.Tensor], device: torch.
     Plain floating tensors are cast to ``dtype`` when given (tensor subclasses, e.g. torchao's, stay
     as they are). A key the state lacks whose tensor is tied to a placed one (the same object, as
     tied embeddings are) gets that one, so ties stay. Non-persistent buffers (not in a state dict)
-    move as ``model.to(device, dtype)`` would move them. A state key the model lacks, or a
-    parameter or persistent buffer the state lacks, is an error, except the keys of the modules
-    named in ``skip`` (they are about to be replaced)."""
+    move as ``model.to(device, dtype)`` would move them. A state key the model lacks, a tensor of
+    another shape than the model's, or a parameter or persistent buffer the state lacks, is an
+    error, except the keys of the modules named in ``skip`` (they are about to be replaced)."""
     device = torch.device(device)
     persistent = model.state_dict(keep_vars=True)
     unknown = [key for key in state if key not in persistent]
@@ -54,6 +53,8 @@ def place_state(model: nn.Module, state: dict[str, torch.Tensor], device: torch.
     placed = {}
     for key, value in state.items():
         old = persistent[key]
+        if tuple(value.shape) != tuple(old.shape):
+            raise ValueError(f"the artifact's {key} is {tuple(value.shape)}, the model's is {tuple(old.shape)}")
         placed[id(old)] = _set_tensor(model, key, _placed(value, device, dtype, isinstance(old, nn.Parameter)))
     missing = []
     for key, old in persistent.items():
@@ -67,6 +68,9 @@ def place_state(model: nn.Module, state: dict[str, torch.Tensor], device: torch.
         raise ValueError(f"the artifact lacks tensors of the model: {', '.join(missing[:5])}")
     for key, buffer in model.named_buffers():
         if key not in persistent and buffer is not None:
+            if buffer.is_meta:
+                raise ValueError(f"the model's buffer {key} is on 'meta' and no artifact holds it (it is not in "
+                                 f"a state dict): build the skeleton with build_skeleton, which keeps buffers real")
             _set_tensor(model, key, _placed(buffer, device, dtype, False))
 
 

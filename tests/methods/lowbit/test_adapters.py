@@ -149,6 +149,16 @@ def test_tied_head_is_never_quantized():
     assert dict(selection.skipped)["lm_head"] == "weight tied to 'model.embed_tokens'"
 
 
+def test_a_weight_shared_by_two_layers_is_quantized_by_neither():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.Linear(8, 8),
+                                torch.nn.Linear(8, 2))
+    model[2].weight = model[0].weight  # the first holder would be quantized, and the second left without it
+    selection = find_quantizable_layers(model)
+    assert list(selection.layers) == ["3"]
+    skipped = dict(selection.skipped)
+    assert skipped["0"] == "weight tied to '2'" and skipped["2"] == "weight tied to '0'"
+
+
 def test_conv1d_weight_accessors_transpose():
     conv = transformers.pytorch_utils.Conv1D(nf=6, nx=4)  # weight stored [in=4, out=6]
     x = torch.randn(3, 4)

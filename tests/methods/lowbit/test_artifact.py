@@ -49,8 +49,19 @@ def test_saving_refuses_a_file_without_the_quantized_layers(saved, monkeypatch):
         save_file({k: v ^ 1 if k == "0.qweight" else v for k, v in tensors.items()}, filename, metadata)
 
     monkeypatch.setattr(artifact, "save_file", writes_other_codes)
-    with pytest.raises(AssertionError, match="does not hold the quantized layers"):
+    with pytest.raises(RuntimeError, match="did not hold the quantized layers .* so it was deleted"):
         save_lowbit(model, packed, RTN.format_config(), path)
+    assert not path.exists()
+
+
+def test_saving_refuses_scales_the_file_cannot_hold_before_writing(saved):
+    path, packed, model, _ = saved
+    path.unlink()
+    lw = packed["0"]
+    exact_in_fp32_only = {"0": type(lw)(lw.q, lw.scales + 1e-7, lw.zeros, lw.g_idx, lw.bits, lw.group_size)}
+    with pytest.raises(ValueError, match="scales of 0 are not fp16 values"):
+        save_lowbit(model, exact_in_fp32_only, RTN.format_config(), path)
+    assert not path.exists()
 
 
 def test_the_size_breakdown_is_read_from_the_file(saved, monkeypatch):

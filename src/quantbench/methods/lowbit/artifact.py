@@ -18,7 +18,7 @@ from torch import nn
 
 from .grid import LowBitWeight
 from ...tasks.skeleton import place_state, replace_module
-from .layers import in_layer_layout
+from .layers import get_weight_out_in, in_layer_layout
 from .packing import count_v1_unrepresentable_zeros, from_gptq_tensors, to_gptq_tensors
 
 FORMAT = "quantbench-lowbit-v1"
@@ -50,7 +50,12 @@ class SizeBreakdown:
 def save_lowbit(model: nn.Module, packed: dict[str, LowBitWeight], config: dict, path: Path) -> SizeBreakdown:
     """Write ``model`` with the layers in ``packed`` stored as codes; returns where the file's bytes go.
     The file is read back: its quantized layers must have ``packed``'s fingerprint (``lowbit_sha256``,
-    recorded when quantizing), so the fingerprint a row reports is the one of the file it measures."""
+    recorded when quantizing), so the fingerprint a row reports is the one of the file it measures.
+    The file stores scales as fp16: scales that fp16 does not hold exactly are refused before writing."""
+    inexact = [name for name, lw in packed.items() if not torch.equal(lw.scales.float(), lw.scales.half().float())]
+    if inexact:
+        raise ValueError(f"scales of {', '.join(inexact[:3])} are not fp16 values: the file would hold other weights "
+                         f"than the quantized ones (round the scales to fp16 when quantizing, as rtn/gptq do)")
     fmt = "gptq" if all(count_v1_unrepresentable_zeros(lw) == 0 for lw in packed.values()) else "gptq_v2"
     tensors = {k: v.detach().contiguous() for k, v in _shared_free(model.state_dict()).items()}
     for name, lw in packed.items():
@@ -61,8 +66,9 @@ def save_lowbit(model: nn.Module, packed: dict[str, LowBitWeight], config: dict,
             "layers": json.dumps(layers)}
     save_file(tensors, str(path), metadata=meta)
     if packed and artifact_fingerprint(path) != lowbit_fingerprint(packed):
-        raise AssertionError(f"{path} does not hold the quantized layers it was written from (codes, zero points, "
-                             f"scales as fp16, g_idx)")
+        path.unlink()
+        raise RuntimeError(f"{path} did not hold the quantized layers it was written from (codes, zero points, "
+                           f"scales, g_idx), so it was deleted: a bug in the writer")
     return _size_breakdown(path, packed)
 
 
@@ -79,15 +85,17 @@ def _size_breakdown(path: Path, packed: dict[str, LowBitWeight]) -> SizeBreakdow
     )
 
 
-def read_lowbit(path: Path) -> tuple[dict[str, LowBitWeight], dict[str, torch.Tensor]]:
-    """The artifact's quantized layers as LowBitWeights, and every other tensor of the model."""
+def read_lowbit(path: Path, packed_only: bool = False) -> tuple[dict[str, LowBitWeight], dict[str, torch.Tensor]]:
+    """The artifact's quantized layers as LowBitWeights, and every other tensor of the model (none
+    with ``packed_only``: then only the quantized layers' tensors are read from the file)."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path} is not a {FORMAT} artifact")
         config = json.loads(meta["quantization_config"])
         layers = json.loads(meta["layers"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        keys = [f"{name}.{k}" for name in layers for k in _PACKED] if packed_only else f.keys()
+        tensors = {k: f.get_tensor(k) for k in keys}
     packed = {}
     for name, (out_features, in_features) in layers.items():
         parts = {k: tensors.pop(f"{name}.{k}") for k in _PACKED}
@@ -118,7 +126,7 @@ def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: d
     the artifact must agree on having a bias; every other tensor goes through ``place_state``."""
     tensors, swapped = dict(tensors), {}
     for name, lw in packed.items():
-        layer = skeleton.get_submodule(name)
+        layer = _quantized_layer(skeleton, name, lw)
         bias = tensors.pop(f"{name}.bias", None)
         if (bias is None) != (getattr(layer, "bias", None) is None):
             raise ValueError(f"the artifact and the model disagree on whether layer {name} has a bias")
@@ -135,9 +143,22 @@ def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: d
     return skeleton.eval().requires_grad_(False)
 
 
+def _quantized_layer(skeleton: nn.Module, name: str, lw: LowBitWeight) -> nn.Module:
+    """The layer ``name`` of ``skeleton``, checked against the artifact's [out, in] for it."""
+    try:
+        layer = skeleton.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"the artifact quantizes layer {name}, which the model does not have") from None
+    shape = tuple(get_weight_out_in(layer).shape)
+    if shape != (lw.out_features, lw.in_features):
+        raise ValueError(f"the artifact's layer {name} is [out, in] = {[lw.out_features, lw.in_features]}, the "
+                         f"model's is {list(shape)}")
+    return layer
+
+
 def artifact_fingerprint(path: Path) -> str:
     """``lowbit_fingerprint`` of the quantized layers as the artifact at ``path`` holds them."""
-    return lowbit_fingerprint(read_lowbit(path)[0])
+    return lowbit_fingerprint(read_lowbit(path, packed_only=True)[0])
 
 
 def lowbit_fingerprint(packed: dict[str, LowBitWeight]) -> str:

@@ -87,8 +87,9 @@ def _skip_reason(name, module, heads, owners, skip, only) -> str | None:
         return f"matches skip pattern {pattern!r}"
     if only is not None and not any(fnmatchcase(name, p) for p in only):
         return "matches no 'only' pattern"
-    if owners[id(weight)] != name:
-        return f"weight tied to {owners[id(weight)]!r}"
+    others = [owner for owner in owners[id(weight)] if owner != name]
+    if others:
+        return f"weight tied to {', '.join(map(repr, others))}"
     return None
 
 
@@ -100,13 +101,15 @@ def _head_names(model: nn.Module, names: list[str]) -> set[str]:
     return heads
 
 
-def _weight_owners(model: nn.Module) -> dict[int, str]:
-    """id(weight) -> the first module (in module order) holding that parameter."""
-    owners: dict[int, str] = {}
+def _weight_owners(model: nn.Module) -> dict[int, list[str]]:
+    """id(weight) -> every module (in module order) holding that parameter: a weight held by several
+    is not quantized by any of them (the file stores a shared tensor once, and a kernel module
+    replacing one holder would leave the others without it)."""
+    owners: dict[int, list[str]] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         weight = getattr(module, "weight", None)
-        if isinstance(weight, torch.Tensor):
-            owners.setdefault(id(weight), name)
+        if isinstance(weight, torch.Tensor) and name not in owners.setdefault(id(weight), []):
+            owners[id(weight)].append(name)
     return owners
 
 
