@@ -125,6 +125,61 @@ def test_sweep_status_is_a_command_of_its_own(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "DIR" in text and "not started" in text and "--store FILE" in text and "--dry-run" not in text
-    with pytest.raises(SystemExit) as exc:
-        main(["sweep", "status"])
-    assert exc.value.code == 2 and "required: DIR" in capsys.readouterr().err
+
+
+@pytest.fixture
+def sweep_with_store_elsewhere(tmp_path):
+    """A sweep folder (its experiment file: two runs) whose store, holding the first run as done, is
+    kept outside it, as 'quantbench sweep --store FILE' leaves them; no run is measured."""
+    from quantbench.sweep import load_experiment
+    from quantbench.sweep.store import Store
+
+    from ..sweep.conftest import tiny_experiment
+
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    (folder / "experiment.yaml").write_text(tiny_experiment(str(tmp_path / "cache")))
+    run = load_experiment(folder / "experiment.yaml").runs[0]
+    store = tmp_path / "elsewhere" / "exp.sqlite"
+    store.parent.mkdir()
+    with Store(store) as s:
+        s.put({"run_key": run.key, "run_id": run.id, "sweep": "tiny", "status": "ok", "error": None,
+               "spec": run.spec, "config": run.config, "row": {"method": "fp32", "task": "tabular", "quality": 0.9},
+               "env": {"host": "h", "cpu": "c"}, "hardware": "c @ h", "finished_at": "2026-01-01T00:00:00"})
+    return folder, store
+
+
+def test_sweep_status_reads_a_store_kept_outside_the_folder(sweep_with_store_elsewhere, capsys):
+    folder, store = sweep_with_store_elsewhere
+    assert main(["sweep", "status", str(folder), "--store", str(store)]) == 0
+    assert "2 runs: 1 done, 1 not started" in capsys.readouterr().out
+
+
+def test_sweep_status_refuses_a_store_that_does_not_exist(sweep_with_store_elsewhere, tmp_path, capsys):
+    folder, _ = sweep_with_store_elsewhere
+    missing = tmp_path / "elsewhere" / "typo.sqlite"
+    assert main(["sweep", "status", str(folder), "--store", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"no store at {missing}" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not missing.exists() and not (folder / "store.sqlite").exists()  # no empty store made instead
+
+
+def test_sweep_status_still_takes_the_folder_as_out(sweep_with_store_elsewhere, capsys):
+    folder, store = sweep_with_store_elsewhere
+    (folder / "store-path.txt").write_text(f"{store}\n")  # what 'quantbench sweep --store' remembers
+    assert main(["sweep", "status", "--out", str(folder)]) == 0
+    assert "2 runs: 1 done, 1 not started" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "--store", "F", "status", "DIR"],
+     "'status' comes right after 'sweep': quantbench sweep status DIR [--store FILE]"),
+    (["sweep", "status"], "which sweep? usage: quantbench sweep status DIR [--store FILE]"),
+    (["sweep", "status", "--store", "F"], "which sweep? usage: quantbench sweep status DIR [--store FILE]"),
+])
+def test_sweep_status_called_the_wrong_way_says_how_to_call_it(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no store 'F', no sweep folder

@@ -1,3 +1,5 @@
+import pytest
+
 from quantbench.report.format import human_bytes, human_ms
 from quantbench.report.pareto import pareto_front
 
@@ -81,16 +83,22 @@ def test_plot_marks_each_runtime_and_the_front(tmp_path, monkeypatch):
     assert list(front.get_xdata()) == [30.0]  # rtn@onnxruntime alone: fastest at equal quality
 
 
-def test_plot_labels_of_rows_with_equal_quality_do_not_overlap(tmp_path, monkeypatch):
+CROWDED_METHODS = ["fp32", "ptq-dynamic", "ptq-static", "rtn", "gptq", "awq", "smoothquant", "hqq"]
+
+
+@pytest.mark.parametrize("methods, runtimes", [
+    (CROWDED_METHODS[:5], ("torch-cpu", "onnxruntime")),
+    (CROWDED_METHODS, ("torch-cpu", "onnxruntime", "cuda")),  # 21 labels next to one spot: past the nearest shifts
+])
+def test_plot_labels_of_rows_with_equal_quality_do_not_overlap(tmp_path, monkeypatch, methods, runtimes):
     from quantbench.measure.latency import Latency
     from quantbench.report.plot import plot_tradeoffs
     from quantbench.results import Results, Row
 
-    methods = ["fp32", "ptq-dynamic", "ptq-static", "rtn", "gptq"]
-    rows = [Row(method, {}, "t", runtime, quality=0.972, quality_ci=[0.95, 0.985], agreement=1.0,
-                size_bytes=(4 << 20) if method == "fp32" else (1 << 20) + 1000 * i,
-                latency=[Latency(1, 0.05 + 0.001 * i, 0.05, 0.05, 10, 1.0)])
-            for i, (method, runtime) in enumerate((m, r) for m in methods for r in ("torch-cpu", "onnxruntime"))]
+    rows = [Row(method, {}, "t", runtime, quality=0.972 + 1e-5 * i, quality_ci=[0.95, 0.985], agreement=1.0,
+                size_bytes=(4 << 20) if method == "fp32" else (1 << 20) + 100 * i,
+                latency=[Latency(1, (0.2 if method == "fp32" else 0.05) + 0.0001 * i, 0.05, 0.05, 10, 1.0)])
+            for i, (method, runtime) in enumerate((m, r) for m in methods for r in runtimes)]
     import matplotlib.pyplot as plt
 
     figures = []
@@ -103,3 +111,49 @@ def test_plot_labels_of_rows_with_equal_quality_do_not_overlap(tmp_path, monkeyp
         overlapping = [(a, b) for i, a in enumerate(ax.texts) for b in ax.texts[i + 1:]
                        if a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer))]
         assert not overlapping, [(a.get_text(), b.get_text()) for a, b in overlapping]
+
+
+def test_plot_label_with_every_shift_taken_goes_where_it_overlaps_least(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from quantbench.report import plot
+
+    monkeypatch.setattr(plot, "_LABEL_SHIFTS", (4, -8))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    plot._label_points(ax, [("a-long-label", 0.5, 0.5, "k"), ("b", 0.5, 0.5, "k"), ("c-long-label", 0.5, 0.5, "k")])
+    plt.close(fig)
+    # both shifts are taken; at -8 the long "c-long-label" covers only the short "b", at 4 it would cover
+    # the long "a-long-label"
+    assert [t.xyann[1] for t in ax.texts] == [4, -8, -8]
+
+
+def test_plot_accepts_an_interval_that_excludes_the_estimate(tmp_path):
+    from quantbench.measure.latency import Latency
+    from quantbench.report.plot import plot_tradeoffs
+    from quantbench.results import Results, Row
+
+    # a percentile-bootstrap perplexity CI can lie wholly above (or below) the point estimate
+    rows = [Row("fp32", {}, "t", "torch-cpu", quality=12.0, quality_ci=[12.1, 12.6], agreement=1.0, size_bytes=4 << 20,
+                latency=[Latency(1, 0.2, 0.2, 0.2, 10, 1.0)], metric="perplexity", higher_is_better=False),
+            Row("rtn", {}, "t", "torch-cpu", quality=12.5, quality_ci=[11.9, 12.4], agreement=1.0, size_bytes=1 << 20,
+                latency=[Latency(1, 0.1, 0.1, 0.1, 10, 1.0)], metric="perplexity", higher_is_better=False)]
+    assert plot_tradeoffs(Results({}, {"description": "test"}, rows), tmp_path / "plot.png").exists()
+
+
+def test_plot_without_latency_says_not_measured(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from quantbench.report.plot import plot_tradeoffs
+    from quantbench.results import Results, Row
+
+    rows = [Row(m, {}, "t", "torch-cpu", quality=0.9, quality_ci=[0.88, 0.92], agreement=1.0, size_bytes=size)
+            for m, size in (("fp32", 4 << 20), ("rtn", 1 << 20))]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_tradeoffs(Results({}, {"description": "test"}, rows), tmp_path / "plot.png")
+    size_axis, latency_axis = figures[0].axes
+    assert [t.get_text() for t in latency_axis.texts] == ["not measured"]
+    assert latency_axis.get_xlabel() == "median latency"
+    assert list(latency_axis.get_xticks()) == [] and list(latency_axis.get_yticks()) == []
+    assert len(size_axis.get_xticks()) > 0  # the measured panel keeps its scale

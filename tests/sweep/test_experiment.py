@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 
+from quantbench.cli.main import main
 from quantbench.errors import UserError
 from quantbench.spec import CompareSpec
 from quantbench.sweep import load_experiment
@@ -134,6 +135,16 @@ def test_every_compare_spec_field_is_a_valid_key(tmp_path, name):
 def test_errors_name_the_line(tmp_path, text, line, message):
     error = error_of(tmp_path, text)
     assert f"e.yaml:{line}:" in error and message in error, error
+
+
+def test_a_dry_run_refuses_a_misspelt_executor(write_experiment, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    experiment = write_experiment()
+    assert main(["sweep", str(experiment), "--dry-run", "--executor", "slurmm"]) == 2
+    printed = capsys.readouterr()
+    assert "unknown executor 'slurmm' (did you mean 'slurm'?)" in printed.err and "Traceback" not in printed.err
+    assert printed.out == ""  # refused before any plan is listed
+    assert list(tmp_path.iterdir()) == [experiment]
 
 
 def test_toml_errors_name_the_line(tmp_path):

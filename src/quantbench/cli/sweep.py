@@ -2,6 +2,7 @@
 import argparse
 from pathlib import Path
 
+from ..errors import UserError
 from .spec_args import add_dataclass_options, spec_from_args
 
 SWEEP_HELP = "run an experiment file (tasks x methods x options x seeds) locally or on SLURM, into one store"
@@ -29,6 +30,7 @@ def add_sweep_commands(sub) -> None:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("target", metavar="EXPERIMENT", help="experiment file (.yaml, .toml) or a sweep folder "
                                                             "to resume; 'quantbench sweep status DIR' shows progress")
+    sweep.add_argument("misplaced", nargs="?", help=argparse.SUPPRESS)  # 'sweep --opt X status DIR': see _sweep
     add_dataclass_options(sweep, SweepOptions)
     sweep.set_defaults(func=_sweep)
     _add_status_command(sub)
@@ -41,7 +43,9 @@ def add_sweep_commands(sub) -> None:
 def _add_status_command(sub) -> None:
     """'quantbench sweep status DIR': a command of two words (see main._Commands)."""
     status = sub.add_parser("sweep status", help=STATUS_HELP, description=STATUS_DESCRIPTION)
-    status.add_argument("folder", metavar="DIR", help="the sweep folder (what 'quantbench sweep --out' named)")
+    status.add_argument("folder", metavar="DIR", nargs="?", help="the sweep folder (what 'quantbench sweep --out' "
+                                                                 "named)")
+    status.add_argument("--out", dest="folder_option", metavar="DIR", help=argparse.SUPPRESS)  # older spelling
     status.add_argument("--store", metavar="FILE", help="the SQLite store (default: DIR/store.sqlite, or the one "
                                                         "'quantbench sweep --store' put elsewhere)")
     status.set_defaults(func=_status)
@@ -50,6 +54,10 @@ def _add_status_command(sub) -> None:
 def _sweep(args) -> int:
     from ..sweep import SweepOptions, plan_sweep, run_sweep
 
+    if args.target == "status" or args.misplaced:
+        raise UserError(f"{'status' if args.target == 'status' else repr(args.misplaced)}: 'quantbench sweep' takes "
+                        f"one EXPERIMENT; to see a sweep's progress, 'status' comes right after 'sweep': "
+                        f"quantbench sweep status DIR [--store FILE]")
     options = spec_from_args(SweepOptions, args)
     if options.dry_run:
         _print_plan(plan_sweep(args.target, options))
@@ -65,7 +73,10 @@ def _status(args) -> int:
     from ..sweep import sweep_status
     from ..sweep.status import STATES
 
-    status = sweep_status(args.folder, args.store)
+    folder = args.folder or args.folder_option
+    if not folder:
+        raise UserError("which sweep? usage: quantbench sweep status DIR [--store FILE]")
+    status = sweep_status(folder, args.store)
     total = sum(status.counts.values())
     print(f"sweep '{status.name}' ({status.folder}): {total} runs: "
           + ", ".join(f"{status.counts[s]} {s}" for s in STATES if status.counts[s]))

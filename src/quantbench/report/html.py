@@ -105,7 +105,7 @@ def _versions(env: dict) -> str:
 def _runs(entries: list[Entry]) -> str:
     rows = "".join(
         f"<tr class='f' data-task='{escape(e.task)}' data-machine='{escape(e.hardware)}' "
-        f"data-method='{escape(e.method)}'><td>{escape(e.run_id)}</td><td><code>{e.run_key}</code></td>"
+        f"data-method='{escape(e.line)}'><td>{escape(e.run_id)}</td><td><code>{e.run_key}</code></td>"
         f"<td>{escape(e.task)}</td><td>{escape(e.hardware)}</td><td>{e.seed}</td><td>{escape(e.method)}</td>"
         f"<td class='{'' if e.ok else 'fail'}'>{escape(e.status)}</td><td>{escape(str(e.error or ''))}</td>"
         f"<td>{escape(str(e.finished_at))}</td><td>{escape(str(e.job_id or '-'))}</td></tr>" for e in entries)

@@ -90,13 +90,16 @@ def _size_costs(points: list[Point]) -> tuple[dict[str, float], str]:
 def _latency_costs(points: list[Point], batch_size: int | None) -> tuple[dict[str, float], str]:
     times = {p.label: p.latency_ms for p in points if p.latency_ms}
     unit, scale = ("ms", 1) if max(times.values(), default=0) >= 1 else ("us", 1000)
-    return {label: ms * scale for label, ms in times.items()}, f"median latency at batch {batch_size} ({unit}, log)"
+    at = "" if batch_size is None else f" at batch {batch_size}"
+    return {label: ms * scale for label, ms in times.items()}, f"median latency{at} ({unit}, log)"
 
 
 def _panel(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str) -> None:
     if not cost:
-        ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
-        ax.set_xlabel(xlabel.replace(", log", ""))
+        ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(xlabel.split(" (")[0])  # no unit: there is no scale to read
+        ax.set_xticks([])
+        ax.set_yticks([])
         return
     points = sorted((p for p in tradeoffs.points if p.label in cost), key=lambda p: cost[p.label])
     shown = {p.label: (cost[p.label], _plotted_quality(tradeoffs, p)) for p in points}
@@ -114,7 +117,8 @@ def _plotted_quality(tradeoffs: Tradeoffs, point: Point) -> tuple[float, float, 
     """(value, error below, error above) on the plotted scale (accuracy in %)."""
     scale = 100 if tradeoffs.metric == "accuracy" else 1
     value, low, high = point.quality
-    return scale * value, scale * (value - low), scale * (high - value)
+    # A percentile-bootstrap interval need not contain the point estimate; errorbar refuses negative lengths.
+    return scale * value, scale * max(0.0, value - low), scale * max(0.0, high - value)
 
 
 def _draw_points(ax, points: list[Point], shown, front: list[str], several_runtimes: bool) -> None:
@@ -129,8 +133,9 @@ def _draw_points(ax, points: list[Point], shown, front: list[str], several_runti
             ax.plot(x, y, marker="o", markersize=11, markerfacecolor="none", markeredgecolor=FRONT_COLOR)
 
 
-_LABEL_SHIFTS = (4, -8, 14, -18, 24, -28, 34, -38, 44, -48)
-"""Vertical offsets (points) tried in turn for a label, nearest first."""
+_LABEL_SHIFTS = tuple(4 + 10 * (k // 2) if k % 2 == 0 else -8 - 10 * (k // 2) for k in range(80))
+"""Vertical offsets (points) tried in turn for a label, nearest first: 4 up, 8 down, 14 up, 18 down, ...
+in steps of 10 (a label is 8.4 high) up to about 400 points either way, well past any panel."""
 
 
 def _style(point: Point) -> tuple[str, str]:
@@ -140,7 +145,8 @@ def _style(point: Point) -> tuple[str, str]:
 
 def _label_points(ax, labels: list[tuple[str, float, float, str]], fontsize: float = 7) -> None:
     """Write each name (in its colour) right of its point (x, y), shifted up or down until its box
-    overlaps no label already written (rows with equal quality would otherwise print on top of each other)."""
+    overlaps no label already written (rows with equal quality would otherwise print on top of each other);
+    where every shift is taken, at the shift whose box overlaps the written ones least."""
     ax.autoscale_view()
     to_points = 72 / ax.figure.dpi
     placed: list[tuple[float, float, float, float]] = []
@@ -148,14 +154,18 @@ def _label_points(ax, labels: list[tuple[str, float, float, str]], fontsize: flo
         px, py = (v * to_points for v in ax.transData.transform((x, y)))
         width, height = 0.62 * fontsize * len(name), 1.2 * fontsize
         boxes = [(px + 6, py + dy, px + 6 + width, py + dy + height) for dy in _LABEL_SHIFTS]
-        choice = next((i for i, box in enumerate(boxes) if not any(_overlap(box, other) for other in placed)), 0)
+        choice = next((i for i, box in enumerate(boxes) if not any(_overlap_area(box, o) for o in placed)), None)
+        if choice is None:  # every shift taken: the one overlapping the written labels least
+            crowding = [sum(_overlap_area(box, other) for other in placed) for box in boxes]
+            choice = crowding.index(min(crowding))
         placed.append(boxes[choice])
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, _LABEL_SHIFTS[choice]), fontsize=fontsize,
                     color=color)
 
 
-def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _overlap_area(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Area shared by two boxes (x0, y0, x1, y1); 0 where they only touch or lie apart."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def _set_axes(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str) -> None:

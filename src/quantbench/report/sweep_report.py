@@ -106,9 +106,10 @@ def write_runs_csv(entries: list[Entry], path: Path) -> None:
 def _run_ids(e: Entry) -> dict:
     """Which run, where and when; the store's status and error win over the row's."""
     return {"run_id": e.run_id, "run_key": e.run_key, "task_label": e.task, "hardware": e.hardware, "seed": e.seed,
-            "finished_at": e.finished_at, "job_id": e.job_id, "method": e.method, "status": e.status, "error": e.error}
+            "finished_at": e.finished_at, "job_id": e.job_id, "method": e.method, "runtime": e.runtime, "status": e.status,
+            "error": e.error}
 
 
 def _selected(e: Entry, options: ReportOptions) -> bool:
-    checks = [(options.task, e.task), (options.method, e.method), (options.machine, e.hardware)]
+    checks = [(options.task, e.task), (options.method, e.line), (options.machine, e.hardware)]
     return all(want.lower() in have.lower() for want, have in checks if want)

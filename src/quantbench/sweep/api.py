@@ -46,7 +46,6 @@ class SweepPlan:
 @dataclass
 class SweepSummary:
     plan: SweepPlan
-    executor: str
     finished: list[dict] = field(default_factory=list)  # {run_id, status, error} of runs finished now
     submitted: int = 0
     interrupted: bool = False
@@ -74,7 +73,7 @@ def plan_sweep(target: str, options: SweepOptions) -> SweepPlan:
 def run_sweep(target: str, options: SweepOptions) -> SweepSummary:
     plan = plan_sweep(target, options)
     _save_experiment(plan, options)
-    summary = SweepSummary(plan, plan.executor)
+    summary = SweepSummary(plan)
     with Store(plan.store) as store:
         try:
             if plan.executor == "local":

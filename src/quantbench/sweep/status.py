@@ -31,6 +31,8 @@ def sweep_status(folder: str | Path, store: str | None = None) -> SweepStatus:
         raise UserError(f"{folder} is not a sweep folder (no experiment.yaml or experiment.toml in it)")
     experiment = load_experiment(experiment_file)
     path = store_path(folder, store)
+    if store and not path.exists():
+        raise UserError(f"no store at {path} (--store names the .sqlite file that 'quantbench sweep --store' wrote)")
     with Store(path) as s:
         active = settle_jobs(s, folder / "results")
         jobs = {j["run_key"]: j["job_id"] for j in s.jobs()}
