@@ -49,7 +49,7 @@ from ..errors import UserError
 from ..tasks.skeleton import build_skeleton, place_state
 from .base import RUNTIMES, Realized, Runner
 from .cuda_kernels import DTYPE_KINDS, INSTALL_HINT, INT_MM_MIN_ROWS, kernel_unavailable_reason, sm
-from .weight_only import (NotRepresentable, TinygemmLinear, check_tinygemm, int8_weight_only, tinygemm_weight,
+from .weight_only import (TinygemmLinear, check_tinygemm, tinygemm_plan, tinygemm_refusal, tinygemm_weight,
                           weight_only_module)
 
 STATE_FORMAT = "quantbench-cuda-state-v1"
@@ -236,30 +236,29 @@ def _lowbit(config, fp32, ctx, stem, target: Target) -> Realized:
     kind = "int8-weight-only" if config.bits == 8 else "int4-weight-only"
     _require(target, kind)
     quantized, seconds = ctx.quantize(config, fp32)
-    convert = int8_weight_only if config.bits == 8 else tinygemm_weight
-    layouts = {}
-    for name, lw in quantized.packed.items():
-        try:
-            layouts[name] = convert(lw)
-        except NotRepresentable as e:
-            raise Unsupported(f"{config.label()} on cuda ({kind}): layer {name}: {e}") from None
+    refused = {} if config.bits == 8 else {name: why for name, lw in quantized.packed.items()
+                                           if (why := tinygemm_refusal(lw)) is not None}
+    if refused:
+        name, why = next(iter(refused.items()))
+        raise Unsupported(f"{config.label()} on cuda ({kind}): layer {name}: {why}")
     path = ctx.runtime.save(quantized, ctx.task, stem)
-    kernel, notes = _lowbit_kernel(config.bits, layouts, target)
+    kernel, notes = _lowbit_kernel(config.bits, quantized.packed, target)
     return Realized(path, kernel, seconds, quantized.notes + notes, dict(quantized.details))
 
 
-def _lowbit_kernel(bits: int, layouts: dict, target: Target) -> tuple[str, list[str]]:
+def _lowbit_kernel(bits: int, packed: dict, target: Target) -> tuple[str, list[str]]:
+    """The kernel string and notes of a cuda rtn/gptq row holding ``packed`` (every layer representable)."""
     if bits == 8:
-        per_channel = {w.per_channel for w in layouts.values()}
-        if per_channel == {True}:
+        if all(lw.n_groups == 1 for lw in packed.values()):
             kernel = (f"int8 weight-only, per-row scales: int8 cast to {target.dense_kind} + cuBLAS mm "
                       f"(torchao Int8WeightOnlyConfig's eager path; asymmetric grids add a zero-point term)")
         else:
             kernel = (f"int8 weight-only, grouped grid: weights dequantized to {target.dense_kind} "
                       f"on every call + cuBLAS mm (torchao's per-group int8 path)")
         return kernel, ["quantbench's 8-bit codes as int8 (q - 128) with their scales and zero points, as they are"]
-    groups = "/".join(map(str, sorted({w.group_size for w in layouts.values()})))
-    gathered = [name for name, w in layouts.items() if w.perm is not None]
+    plans = {name: tinygemm_plan(lw) for name, lw in packed.items()}  # (tinygemm group size, permutation)
+    groups = "/".join(map(str, sorted({tile for tile, _ in plans.values()})))
+    gathered = [name for name, (_, perm) in plans.items() if perm is not None]
     kernel = f"tinygemm int4 weight-only (aten._weight_int4pack_mm), bf16 activations, tinygemm groups of {groups}"
     kernel += ", act-order column gather" if gathered else ""
     notes = [f"quantbench's {bits}-bit codes and integer zero points z in tinygemm's layout as they are: "

@@ -78,13 +78,13 @@ class TinygemmWeight:
 def tinygemm_refusal(lw: LowBitWeight) -> str | None:
     """Why ``lw`` cannot be put into tinygemm's layout as it is, or None when it can (see ``tinygemm_weight``)."""
     try:
-        _tinygemm_plan(lw)
+        tinygemm_plan(lw)
     except NotRepresentable as e:
         return str(e)
     return None
 
 
-def _tinygemm_plan(lw: LowBitWeight) -> tuple[int, torch.Tensor | None]:
+def tinygemm_plan(lw: LowBitWeight) -> tuple[int, torch.Tensor | None]:
     """The tinygemm group size for ``lw`` and its column permutation (None: columns in order)."""
     if lw.bits > 4:
         raise NotRepresentable(f"tinygemm stores 4-bit codes; this grid has {lw.bits} bits")
@@ -107,7 +107,7 @@ def tinygemm_weight(lw: LowBitWeight) -> TinygemmWeight:
     tinygemm groups, which repeat its scale and zero (a per-row grid is one group of K columns; a
     shorter last group is fine). Groups must be contiguous once the columns are sorted by group
     (act-order g_idx is handled by a column permutation)."""
-    tile, perm = _tinygemm_plan(lw)
+    tile, perm = tinygemm_plan(lw)
     n, k = lw.q.shape
     scale_b = lw.scales.float().to(torch.bfloat16)
     zero_b = (scale_b.float() * (8.0 - lw.zeros.float())).to(torch.bfloat16)
