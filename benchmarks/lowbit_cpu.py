@@ -41,25 +41,29 @@ def linear_task(k: int) -> Task:
 
 
 def time_size(k: int, folder: Path, bandwidth_gbs: float) -> list[dict]:
+    """Every row as torch-cpu runs it (artifact saved, loaded, frozen TorchScript), fp32 included; the
+    bare kernel module frozen the same way, so the ratio between them is quantbench's overhead alone."""
     task = linear_task(k)
     model = task.build_model().eval()
     x = task.splits.x_test[:1]
     runtime = TorchCPU()
     ctx = Context(task, runtime, progress=False)
-    with torch.inference_mode():
-        fp32_ms = measure_latency(model, x, 1, max_seconds=3.0).median_ms
-    rows = [{"row": "fp32", "ms": fp32_ms, "bound_ms": weight_bytes(model) / bandwidth_gbs / 1e6}]
-    for label, spec in ROWS:
+    rows = []
+    for label, spec in (("fp32", "fp32"), *ROWS):
         config = parse_methods(spec)[0]
-        realized = runtime.realize(config, model, ctx, folder / f"{k}-{config.bits}")
+        realized = runtime.realize(config, model, ctx, folder / f"{k}-{label.split()[0]}")
         run = runtime.load(realized.path, task)
-        quantized, _ = ctx.quantize(config, model)
-        bare = weight_only_module(quantized.packed["0"], model[0].bias, torch.device("cpu"))
+        row = {"row": label, "kernel": realized.kernel}
         with torch.inference_mode():
-            ms = measure_latency(run, x, 1, max_seconds=3.0).median_ms
-            bare_ms = measure_latency(lambda inp: model[1](bare(inp)), x, 1, max_seconds=3.0).median_ms
-        rows.append({"row": label, "ms": ms, "bare_ms": bare_ms, "kernel": realized.kernel,
-                     "bound_ms": weight_bytes(eager_module(realized.path, task)) / bandwidth_gbs / 1e6})
+            row["ms"] = measure_latency(run, x, 1, max_seconds=3.0).median_ms
+            if label != "fp32":
+                quantized, _ = ctx.quantize(config, model)
+                bare = weight_only_module(quantized.packed["0"], model[0].bias, torch.device("cpu"))
+                frozen = torch.jit.freeze(torch.jit.trace(nn.Sequential(bare, model[1]).eval(), x))
+                row["bare_ms"] = measure_latency(frozen, x, 1, max_seconds=3.0).median_ms
+        loaded = model if label == "fp32" else eager_module(realized.path, task)
+        row["bound_ms"] = weight_bytes(loaded) / bandwidth_gbs / 1e6
+        rows.append(row)
     return rows + torchao_rows(model, x, bandwidth_gbs)
 
 

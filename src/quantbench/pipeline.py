@@ -10,6 +10,7 @@ from .measure.latency import measure_latency
 from .measure.size import artifact_bytes, bits_per_parameter, count_parameters
 from .methods import Context, Unsupported
 from .results import Row
+from .runtimes.base import timed_call
 from .spec import CompareSpec
 
 
@@ -34,7 +35,7 @@ def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: Co
     run = runtime.load(realized.path, ctx.task)
     _fill_quality(row, ctx.task.evaluate(run, reference))
     _fill_size(row, [realized.path, *realized.extra_files], fp32)
-    row.latency = [measure_latency(run, ctx.task.latency_input(b), b) for b in spec.batch_sizes]
+    row.latency = [measure_latency(*timed_call(run, ctx.task.latency_input(b)), b) for b in spec.batch_sizes]
     if spec.memory:
         row.peak_memory_bytes = runtime.peak_memory(realized.path, ctx.task, max(spec.batch_sizes),
                                                     spec.resolved_threads())

@@ -157,6 +157,19 @@ def test_artifacts_load_and_agree_with_fp32(spec, kernel, mlp, tmp_path):
     assert agree > 0.95
 
 
+def test_latency_times_the_forward_on_inputs_already_placed(mlp, tmp_path):
+    """timed_call places the batch before the clock; the timed call leaves its output where it ran
+    (bf16 here), while __call__ (for quality) returns float32 host tensors."""
+    from quantbench.runtimes.base import timed_call
+
+    task, _ = mlp
+    _, run, _ = realize_and_load("rtn", mlp, tmp_path)
+    call, prepared = timed_call(run, task.splits.x_test[:4])
+    assert call == run.run_prepared and prepared.dtype == torch.bfloat16
+    assert call(prepared).dtype == torch.bfloat16 and run(task.splits.x_test[:4]).dtype == torch.float32
+    assert timed_call(len, [1, 2]) == (len, [1, 2])  # a runner without prepare is timed as it is
+
+
 def test_lowbit_rows_run_the_integers_of_the_torch_cpu_row(mlp, tmp_path):
     task, model = mlp
     spec = "gptq:group_size=32,act_order=true"

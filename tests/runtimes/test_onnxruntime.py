@@ -191,8 +191,8 @@ def test_peak_memory_is_measured_in_a_fresh_process(tmp_path):
         realized, _ = realize(spec, (task, model), tmp_path / spec)
         size[spec] = realized.path.stat().st_size
         peak[spec] = OnnxRuntimeCPU().peak_memory(realized.path, task, 8, 1)
-        assert size[spec] < peak[spec] < 3 * size[spec] + 15e6, (spec, peak[spec], size[spec])
-    assert size["fp32"] > 16e6 and peak["ptq-dynamic"] < 0.6 * peak["fp32"]  # measured 0.42
+        assert size[spec] < peak[spec] < 3 * size[spec] + 30e6, (spec, peak[spec], size[spec])  # ORT's own: ~10 MB
+    assert size["fp32"] > 16e6 and peak["ptq-dynamic"] < 0.75 * peak["fp32"]  # measured 0.42; headroom for ORT versions
 
 
 @pytest.fixture(scope="module")
@@ -340,19 +340,18 @@ def test_transformer_matmul_nbits_holds_the_torch_integers_and_matches_the_torch
     assert_same_output(run, quantized.module, task, rtol=1e-4)
 
 
-def test_ort_rows_for_a_causal_lm_next_to_the_torch_rows(tiny_llama_dir, cache_dir):
-    spec = CompareSpec(task="lm", model=tiny_llama_dir, seq_len=32, eval_samples=4, runtime="torch-cpu,onnxruntime",
+def test_ort_rows_for_a_causal_lm(tiny_llama_dir, cache_dir):
+    """Every method on ONNX Runtime for a Llama (dict inputs, logits out); that ORT's fp32 and MatMulNBits
+    outputs are torch's is checked tensor by tensor in the export tests above."""
+    spec = CompareSpec(task="lm", model=tiny_llama_dir, seq_len=32, eval_samples=4, runtime="onnxruntime",
                        batch_sizes=(1, 4), progress=False, cache_dir=cache_dir,
                        methods="fp32,ptq-dynamic,ptq-static,rtn:group_size=32,gptq:group_size=32,calib_samples=8,qat")
-    rows = {(r.method, r.runtime): r for r in compare(spec).rows}
-    ort = {method: row for (method, runtime), row in rows.items() if runtime == "onnxruntime"}
+    ort = {r.method: r for r in compare(spec).rows}
     assert ort.pop("qat").status == "unsupported"
     for method, row in ort.items():
         assert row.status == "ok", (method, row.error)
-        assert row.metric == "perplexity" and row.peak_memory_bytes > 0
-        assert [lat.batch_size for lat in row.latency] == [1, 4]
-    assert ort["fp32"].quality == pytest.approx(rows["fp32", "torch-cpu"].quality, rel=1e-4)
-    assert ort["rtn:group_size=32"].quality == pytest.approx(rows["rtn:group_size=32", "torch-cpu"].quality, rel=0.02)
+        assert row.metric == "perplexity" and [lat.batch_size for lat in row.latency] == [1, 4]
+        assert 0.5 * row.size_bytes < row.peak_memory_bytes < 3 * row.size_bytes + 50e6, method  # the model's, not imports
     # ORT's int8 quantizers against ORT's fp32 row (random weights: perplexity is about the vocabulary
     # size, so agreement with fp32's next tokens, 4 x 31 of them, is the sharp signal). Measured:
     # perplexity within 0.1%, agreement 0.98 (dynamic) and 0.95 (static QDQ).

@@ -92,6 +92,8 @@ def test_torch_cpu_tinygemm_kernel_runs_quantbench_integers(name):
     bias = torch.randn(24)
     layer = TinygemmLinear(tw, bias, torch.device("cpu"))
     assert check_tinygemm(layer, tw) < 0.02
+    mirrored = TinygemmLinear(replace(tw, codes=15 - tw.codes), bias, torch.device("cpu"))  # a layout error
+    assert check_tinygemm(mirrored, tw) > 0.2
     x = torch.randn(2, 3, 256)
     expected = x @ lw.dequantize().T + bias
     got = layer(x.bfloat16()).float()
@@ -203,6 +205,7 @@ def test_torch_cpu_lowbit_rows_run_a_low_bit_kernel_on_the_artifact_integers(spe
     from quantbench.tasks import build_task
 
     task = build_task("tabular", dataset="digits", hidden=(64, 64), seed=0)
+    torch.manual_seed(0)
     model = task.build_model().eval()
     runtime = TorchCPU()
     realized = runtime.realize(parse_methods(spec)[0], model, Context(task, runtime, progress=False), tmp_path / "row")

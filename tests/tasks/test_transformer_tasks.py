@@ -35,9 +35,10 @@ def test_minilm_gptq_keeps_embeddings_closer_than_rtn():
         with torch.inference_mode():
             return task.evaluate(lambda batch: module(**batch), reference)
 
-    rtn, gptq = score("rtn:bits=3"), score("gptq:bits=3,calib_samples=64")
+    two_layers = ",skip=encoder.layer.[2-5].*"  # the first two of six layers: GPTQ over all took ~1 min
+    rtn, gptq = score("rtn:bits=3" + two_layers), score("gptq:bits=3,calib_samples=64" + two_layers)
     assert rtn.metric == "cosine" and rtn.accuracy is None and rtn.n_samples == 100
-    # measured: cosine 0.825 (rtn), 0.918 (gptq); gptq's distance to fp32 is under half rtn's
+    # measured (two layers): cosine 0.962 (rtn), 0.980 (gptq); gptq's distance to fp32 is about half rtn's
     assert gptq.value > rtn.value
     assert 1 - gptq.value < 0.7 * (1 - rtn.value)
 
@@ -140,7 +141,8 @@ def test_minilm_missing_package_is_a_clear_error(monkeypatch):
 def test_torch_cpu_loads_hf_artifacts_into_a_weightless_skeleton(model_dir, kind, request, tmp_path):
     """torch-cpu builds HF models for artifacts from their config (parameters on meta, no weights
     read), ties embeddings again (GPT-2), gives the outputs of the artifact's weights, and its peak
-    memory is measured in a fresh process for every artifact kind."""
+    memory (measured in a fresh process, for every artifact kind) is about the artifact's, not the
+    libraries' it imports."""
     from quantbench.config import parse_methods
     from quantbench.methods import Context
     from quantbench.methods.lowbit.artifact import load_lowbit
@@ -168,4 +170,6 @@ def test_torch_cpu_loads_hf_artifacts_into_a_weightless_skeleton(model_dir, kind
             head = getattr(run.module, "lm_head", None)
             if head is not None and model.config.tie_word_embeddings:
                 assert head.weight is run.module.get_input_embeddings().weight
-        assert runtime.peak_memory(realized.path, task, 2, 1) > 0, spec
+        if model_dir == "tiny_llama_dir":  # one model is enough for the probe: each probe is a fresh process
+            size, peak = realized.path.stat().st_size, runtime.peak_memory(realized.path, task, 2, 1)
+            assert 0.5 * size < peak < 3 * size + 30e6, (spec, size, peak)  # imports (transformers) not counted

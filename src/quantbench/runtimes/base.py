@@ -8,6 +8,17 @@ from typing import Any, Callable, Protocol
 from ..registry import Registry
 
 Runner = Callable[[Any], Any]
+"""``run(batch)`` -> the model's output on the host. A runner whose model lives on a device may also
+have ``prepare(batch)`` (the batch placed where the model runs) and ``run_prepared(prepared)`` (the
+forward alone, finished, its output left there): latency then times only that (``timed_call``)."""
+
+
+def timed_call(run: Runner, batch) -> tuple[Callable[[Any], Any], Any]:
+    """What latency times for ``run`` on ``batch``: the call and its input. The model call alone:
+    a runner's input placement (``prepare``) happens here, before the clock starts."""
+    if hasattr(run, "prepare"):
+        return run.run_prepared, run.prepare(batch)
+    return run, batch
 
 
 @dataclass
@@ -28,6 +39,9 @@ class Runtime(Protocol):
 
     def unavailable_reason(self) -> str | None:
         """None when this runtime can run here, else why not."""
+
+    def describe(self) -> str:
+        """What executes in this runtime here (versions, engines, kernels); asked only when available."""
 
     def realize(self, config, fp32, ctx, stem: Path) -> Realized:
         """Quantize ``fp32`` as ``config`` says, for this runtime, and write the artifact."""

@@ -25,8 +25,8 @@ and the low-bit CUDA kernels of torch and torchao. What each method means here:
 Every model is rebuilt from its artifact at load (the task's architecture with parameters on
 "meta", then the artifact's tensors placed on the GPU) and runs eagerly (``compile=True``:
 ``torch.compile`` for every row).
-A runner takes host tensors and returns float32 host tensors, so latency in ``compare`` counts the
-copies and the synchronization; ``benchmarks/gpu_check.py`` times the model alone on the GPU.
+A runner takes host tensors and returns float32 host tensors (for quality); latency times only the
+forward on inputs already on the GPU, plus a synchronize (``CudaRunner.prepare`` / ``run_prepared``).
 Peak memory is ``torch.cuda.max_memory_allocated`` growth while loading and running one batch.
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ from .weight_only import (TinygemmLinear, check_tinygemm, tinygemm_plan, tinygem
 
 STATE_FORMAT = "quantbench-cuda-state-v1"
 _TINYGEMM_CHECK_TOLERANCE = 0.02
-LATENCY_NOTE = ("latency on cuda (compare): host tensors in, float32 host tensors out, copies and synchronization "
-                "included; benchmarks/gpu_check.py times the model alone on the GPU")
+LATENCY_NOTE = ("latency on cuda: the batch is placed on the GPU before the clock starts; each timed call is the "
+                "forward plus a synchronize, its output left on the GPU")
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,7 @@ class TorchCUDA:
         torch.cuda.reset_peak_memory_stats(target.device)
         base = torch.cuda.memory_allocated(target.device)
         runner = self.load(path, task)
-        runner.forward_on_device(runner.to_device(task.latency_input(batch_size)))
-        torch.cuda.synchronize(target.device)
+        runner.run_prepared(runner.prepare(task.latency_input(batch_size)))
         peak = torch.cuda.max_memory_allocated(target.device) - base
         del runner
         free_cached(target.device)
@@ -236,11 +235,10 @@ def _lowbit(config, fp32, ctx, stem, target: Target) -> Realized:
     kind = "int8-weight-only" if config.bits == 8 else "int4-weight-only"
     _require(target, kind)
     quantized, seconds = ctx.quantize(config, fp32)
-    refused = {} if config.bits == 8 else {name: why for name, lw in quantized.packed.items()
-                                           if (why := tinygemm_refusal(lw)) is not None}
-    if refused:
-        name, why = next(iter(refused.items()))
-        raise Unsupported(f"{config.label()} on cuda ({kind}): layer {name}: {why}")
+    for name, lw in quantized.packed.items():
+        why = None if config.bits == 8 else tinygemm_refusal(lw)
+        if why:
+            raise Unsupported(f"{config.label()} on cuda ({kind}): layer {name}: {why}")
     path = ctx.runtime.save(quantized, ctx.task, stem)
     kernel, notes = _lowbit_kernel(config.bits, quantized.packed, target)
     return Realized(path, kernel, seconds, quantized.notes + notes, dict(quantized.details))
@@ -453,28 +451,30 @@ def _is_subclass(tensor) -> bool:
 
 class CudaRunner:
     """Runs the model on the GPU: ``__call__`` takes host tensors (or a dict of them) and returns
-    the output on the host, floating tensors as float32; ``forward_on_device`` leaves both on the GPU."""
+    the output on the host, floating tensors as float32. For latency (``runtimes.base.timed_call``):
+    ``prepare`` places a batch on the GPU, ``run_prepared`` runs the forward to completion and leaves
+    its output there."""
 
     def __init__(self, module: nn.Module, target: Target):
         self.module = module
         self.target = target
 
-    def to_device(self, batch):
+    def prepare(self, batch):
         if isinstance(batch, dict):
-            return {k: self.to_device(v) for k, v in batch.items()}
+            return {k: self.prepare(v) for k, v in batch.items()}
         if isinstance(batch, torch.Tensor):
             batch = batch.to(self.target.device, non_blocking=False)
             return batch.to(self.target.dtype) if batch.is_floating_point() else batch
         return batch
 
-    def forward_on_device(self, batch):
+    def run_prepared(self, batch):
         with torch.inference_mode():
-            return self.module(**batch) if isinstance(batch, dict) else self.module(batch)
-
-    def __call__(self, batch):
-        out = _to_host(self.forward_on_device(self.to_device(batch)))
+            out = self.module(**batch) if isinstance(batch, dict) else self.module(batch)
         synchronize(self.target.device)
         return out
+
+    def __call__(self, batch):
+        return _to_host(self.run_prepared(self.prepare(batch)))
 
 
 def _to_host(out):

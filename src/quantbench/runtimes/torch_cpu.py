@@ -88,11 +88,14 @@ class TorchCPU:
         batch = task.latency_input(batch_size)
         if path.suffix == ".pt":
             return peak_memory_bytes(path, list(batch.shape), threads, self.engine)
+        skeleton = build_skeleton(task.build_model)
         with tempfile.TemporaryDirectory() as folder:
-            probe = {"batch": _batch_shapes(batch), "skeleton": None}
+            # the model's classes are imported before the baseline: importing transformers is not the model's memory
+            probe = {"batch": _batch_shapes(batch), "skeleton": None,
+                     "modules": sorted({type(m).__module__ for m in skeleton.modules()})}
             if path.suffix == ".safetensors":
                 probe["skeleton"] = str(Path(folder) / "skeleton.pth")
-                torch.save(build_skeleton(task.build_model), probe["skeleton"])
+                torch.save(skeleton, probe["skeleton"])
             return peak_memory_bytes(path, probe, threads, self.engine, imports=_PROBE_IMPORTS,
                                      load_and_run=_PROBE_LOAD_AND_RUN)
 
@@ -155,7 +158,8 @@ _PROBE_IMPORTS = """import torch
 torch.set_num_threads(threads)
 if option != "none": torch.backends.quantized.engine = option
 from quantbench.runtimes import torch_cpu
-import quantbench.methods.lowbit.artifact
+import importlib, quantbench.methods.lowbit.artifact
+for module in shape["modules"]: importlib.import_module(module)
 skeleton = torch.load(shape["skeleton"], weights_only=False) if shape["skeleton"] else None
 x = torch_cpu.probe_batch(shape["batch"])
 torch.zeros(1) + 1"""
