@@ -164,6 +164,13 @@ def test_sweep_status_refuses_a_store_that_does_not_exist(sweep_with_store_elsew
     assert not missing.exists() and not (folder / "store.sqlite").exists()  # no empty store made instead
 
 
+def test_sweep_status_of_a_folder_without_a_store_creates_none(sweep_with_store_elsewhere, capsys):
+    folder, _ = sweep_with_store_elsewhere  # no store-path.txt: the default DIR/store.sqlite does not exist
+    assert main(["sweep", "status", str(folder)]) == 2
+    assert "nothing of this sweep has run" in capsys.readouterr().err
+    assert not (folder / "store.sqlite").exists()
+
+
 def test_sweep_status_still_takes_the_folder_as_out(sweep_with_store_elsewhere, capsys):
     folder, store = sweep_with_store_elsewhere
     (folder / "store-path.txt").write_text(f"{store}\n")  # what 'quantbench sweep --store' remembers

@@ -128,7 +128,10 @@ def test_plot_label_with_every_shift_taken_goes_where_it_overlaps_least(monkeypa
     assert [t.xyann[1] for t in ax.texts] == [4, -8, -8]
 
 
-def test_plot_accepts_an_interval_that_excludes_the_estimate(tmp_path):
+def test_plot_accepts_an_interval_that_excludes_the_estimate(tmp_path, monkeypatch):
+    """The bar spans the interval plus the estimate (the side the estimate lies beyond is clamped at it)."""
+    import matplotlib.pyplot as plt
+
     from quantbench.measure.latency import Latency
     from quantbench.report.plot import plot_tradeoffs
     from quantbench.results import Results, Row
@@ -138,7 +141,13 @@ def test_plot_accepts_an_interval_that_excludes_the_estimate(tmp_path):
                 latency=[Latency(1, 0.2, 0.2, 0.2, 10, 1.0)], metric="perplexity", higher_is_better=False),
             Row("rtn", {}, "t", "torch-cpu", quality=12.5, quality_ci=[11.9, 12.4], agreement=1.0, size_bytes=1 << 20,
                 latency=[Latency(1, 0.1, 0.1, 0.1, 10, 1.0)], metric="perplexity", higher_is_better=False)]
-    assert plot_tradeoffs(Results({}, {"description": "test"}, rows), tmp_path / "plot.png").exists()
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_tradeoffs(Results({}, {"description": "test"}, rows), tmp_path / "plot.png")
+    for ax in figures[0].axes:
+        bars = {tuple(round(v, 6) for v in sorted((seg[0][1], seg[1][1])))
+                for collection in ax.collections for seg in collection.get_segments()}
+        assert bars == {(12.0, 12.6), (11.9, 12.5)}
 
 
 def test_plot_without_latency_says_not_measured(tmp_path, monkeypatch):

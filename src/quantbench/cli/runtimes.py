@@ -14,10 +14,6 @@ def list_runtimes() -> int:
     for name in RUNTIMES:
         runtime = RUNTIMES.get(name)()
         reason = runtime.unavailable_reason()
-        print(f"{name}: " + (f"not available here: {reason}" if reason else f"available; {_describe(runtime)}"))
+        print(f"{name}: " + (f"not available here: {reason}" if reason else f"available; {runtime.describe()}"))
     return 0
 
-
-def _describe(runtime) -> str:
-    describe = getattr(runtime, "describe", None)
-    return describe() if describe is not None else ""

@@ -61,7 +61,8 @@ def pack_lowbit(lw) -> NBitsWeight:
                                f"{lw.bits}-bit codes have none")
     q = lw.q.numpy()
     N, K = q.shape
-    perm = _column_order(lw)
+    perm = lw.column_order()
+    perm = None if perm is None else perm.numpy()
     block = choose_block_size(lw.group_size, K)
     block_group = block_groups(K, block, lw.group_size)
     if perm is not None:
@@ -100,15 +101,6 @@ def dequantize(w: NBitsWeight) -> np.ndarray:
         block_of_column[w.perm] = block_of_column.copy()
     z, s = zeros[:, block_of_column].astype(np.float32), scales[:, block_of_column]
     return s * (codes.astype(np.float32) - z)
-
-
-def _column_order(lw) -> np.ndarray | None:
-    """``lw.column_order()`` (act-order: the permutation making groups contiguous) as numpy."""
-    try:
-        perm = lw.column_order()
-    except ValueError as e:
-        raise NotRepresentable(f"MatMulNBits needs contiguous groups of group_size columns: {e}") from None
-    return None if perm is None else perm.numpy()
 
 
 def choose_block_size(group_size: int, K: int) -> int:

@@ -87,8 +87,7 @@ def save_onnx(model, path: Path) -> Path:
     import onnx
 
     remove_onnx(path)
-    large = sum(len(t.raw_data) for t in model.graph.initializer) > LARGE_BYTES
-    onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+    onnx.save_model(model, str(path), save_as_external_data=is_large(model), all_tensors_to_one_file=True,
                     location=f"{Path(path).name}.data", size_threshold=1024)
     return path
 

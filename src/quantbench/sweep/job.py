@@ -64,9 +64,14 @@ def execute_in_child(run: Run, sweep: str) -> dict[str, Any]:
         if result.exists():
             return json.loads(result.read_text())
     tail = "\n".join(done.stderr.splitlines()[-30:]) or None
-    return {**base_record(run, sweep, "local"), "status": "failed", "row": None, "env": None,
-            "error": f"the run's process {exit_description(done.returncode)} without a result", "traceback": tail,
-            "started_at": started, "finished_at": _now()}
+    error = f"the run's process {exit_description(done.returncode)} without a result"
+    return {**result_lost(run, sweep, "local", error, tail), "started_at": started}
+
+
+def result_lost(run: Run, sweep: str, executor: str, error: str, log_tail: str | None) -> dict[str, Any]:
+    """The failed record of a run whose process ended (or never started) without writing its result."""
+    return {**base_record(run, sweep, executor), "status": "failed", "error": error, "traceback": log_tail,
+            "row": None, "env": None, "finished_at": _now()}
 
 
 def exit_description(returncode: int) -> str:

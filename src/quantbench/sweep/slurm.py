@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import UserError
 from .ingest import ingest_results
-from .job import base_record, run_to_file
+from .job import result_lost, run_to_file
 from .resources import SlurmResources
 from .runs import Run
 from .store import Store
@@ -108,11 +108,8 @@ def lost_record(job: dict[str, Any], state: str) -> dict[str, Any]:
     log = _log_file(Path(job["log_dir"]), job["job_id"])
     what = "could not start" if state.startswith("PENDING") else "ended without a result"
     hint = HINTS.get(state.split(":")[0], "")
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
-    return {**base_record(Run.from_dict(job["run"]), job["sweep"], "slurm"), "job_id": job["job_id"],
-            "status": "failed", "error": f"SLURM job {job['job_id']} {what} ({state})"
-                                         f"{'; ' + hint if hint else ''}; log: {log or job['log_dir']}",
-            "traceback": _tail(log), "row": None, "env": None, "finished_at": now}
+    error = f"SLURM job {job['job_id']} {what} ({state}){'; ' + hint if hint else ''}; log: {log or job['log_dir']}"
+    return {**result_lost(Run.from_dict(job["run"]), job["sweep"], "slurm", error, _tail(log)), "job_id": job["job_id"]}
 
 
 def _job_entry(run: Run, job_id: str, sweep: str, folder: Path) -> dict[str, Any]:

@@ -31,8 +31,9 @@ def sweep_status(folder: str | Path, store: str | None = None) -> SweepStatus:
         raise UserError(f"{folder} is not a sweep folder (no experiment.yaml or experiment.toml in it)")
     experiment = load_experiment(experiment_file)
     path = store_path(folder, store)
-    if store and not path.exists():
-        raise UserError(f"no store at {path} (--store names the .sqlite file that 'quantbench sweep --store' wrote)")
+    if not path.exists():  # reading must not create an empty store
+        raise UserError(f"no store at {path}" + (" (--store names the .sqlite file that 'quantbench sweep --store' "
+                                                  "wrote)" if store else ": nothing of this sweep has run"))
     with Store(path) as s:
         active = settle_jobs(s, folder / "results")
         jobs = {j["run_key"]: j["job_id"] for j in s.jobs()}

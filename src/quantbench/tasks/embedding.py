@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import UserError
 from .base import TASKS, PretrainedTask, Quality, repeat_to
-from .hf import load_tokenizer, minilm_path, model_builder
+from .hf import display_name, load_tokenizer, minilm_path, model_builder
 from .text_corpus import stdlib_sentences
 
 @dataclass(kw_only=True)
@@ -111,18 +111,10 @@ def embedding_task(model: str, corpus: str = "stdlib-docs", seed: int = 0, calib
     evaluation = evaluation[:eval_samples] if eval_samples else evaluation
     build = model_builder(model, "encoder")
     return EmbeddingTask(
-        name=name, description=f"{model_name or _display_name(model)} embeddings on {corpus} "
+        name=name, description=f"{model_name or display_name(model)} embeddings on {corpus} "
                                f"({len(evaluation)} eval / {len(calib)} calibration sentences)",
         build_model=build, tokenizer=load_tokenizer(model), calib_sentences=calib, eval_sentences=evaluation,
         pretrained=build())
-
-
-def _display_name(model: str) -> str:
-    """A hub name as is; a local folder by its name (its parent's when the folder is just 'model')."""
-    path = Path(model)
-    if not path.exists():
-        return model
-    return path.parent.name if path.name == "model" else path.name
 
 
 @TASKS.register("embedding")

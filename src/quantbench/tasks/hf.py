@@ -75,3 +75,11 @@ def minilm_path() -> str:
 
 def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def display_name(model: str) -> str:
+    """A hub name as is; a local folder by its name (its parent's when the folder is just 'model')."""
+    path = Path(model)
+    if not path.exists():
+        return model
+    return path.parent.name if path.name == "model" else path.name

@@ -4,14 +4,13 @@ context length; perplexity = exp(total next-token NLL / tokens). Calibration seg
 random windows from a disjoint part of the corpus."""
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import UserError
 from .base import TASKS, PretrainedTask, Quality, repeat_to
-from .hf import load_tokenizer, model_builder
+from .hf import display_name, load_tokenizer, model_builder
 from .text_corpus import read_text
 
 @dataclass(kw_only=True)
@@ -91,7 +90,7 @@ def lm_task(model: str | None = None, corpus: str = "stdlib-docs", seq_len: int 
                         "or a smaller --seq-len")
     eval_segs = eval_segs[:eval_samples] if eval_samples else eval_segs
     return LMTask(
-        name="lm", description=f"{Path(model).name or model} perplexity on {corpus} "
+        name="lm", description=f"{display_name(model)} perplexity on {corpus} "
                                f"({len(eval_segs)} x {length} tokens; calibration from the other half)",
         build_model=build, eval_segments=eval_segs, seed=seed,
         calib_segments=random_windows(calib_part, length, calib_max, seed), pretrained=fp32)

@@ -111,6 +111,8 @@ def test_rtn_does_not_modify_input():
 def test_column_order_makes_act_order_groups_contiguous_and_refuses_ragged_groups():
     from dataclasses import replace
 
+    from quantbench.errors import NotRepresentable
+
     lw = rtn_quantize(torch.randn(4, 12), 4, 4)
     assert lw.column_order() is None and replace(lw, group_size=-1, g_idx=torch.zeros(12, dtype=torch.int32),
                                                  scales=lw.scales[:, :1], zeros=lw.zeros[:, :1]).column_order() is None
@@ -118,5 +120,5 @@ def test_column_order_makes_act_order_groups_contiguous_and_refuses_ragged_group
     perm = replace(lw, g_idx=shuffled).column_order()
     assert torch.equal(shuffled[perm].long(), torch.arange(12) // 4)
     assert sorted(perm.tolist()) == list(range(12))
-    with pytest.raises(ValueError, match="does not make groups of 4 columns"):
+    with pytest.raises(NotRepresentable, match="does not make groups of 4 columns"):
         replace(lw, g_idx=torch.tensor([0] * 5 + [1] * 3 + [2] * 4, dtype=torch.int32)).column_order()

@@ -49,8 +49,8 @@ class SizeBreakdown:
 
 def save_lowbit(model: nn.Module, packed: dict[str, LowBitWeight], config: dict, path: Path) -> SizeBreakdown:
     """Write ``model`` with the layers in ``packed`` stored as codes; returns where the file's bytes go.
-    The file is read back: its quantized layers must have ``packed``'s fingerprint (``lowbit_sha256``,
-    recorded when quantizing), so the fingerprint a row reports is the one of the file it measures.
+    The file's quantized layers are read back and must equal ``packed``'s, so the fingerprint recorded
+    when quantizing (``lowbit_sha256``) is the one of the file a row measures.
     The file stores scales as fp16: scales that fp16 does not hold exactly are refused before writing."""
     inexact = [name for name, lw in packed.items() if not torch.equal(lw.scales.float(), lw.scales.half().float())]
     if inexact:
@@ -65,7 +65,7 @@ def save_lowbit(model: nn.Module, packed: dict[str, LowBitWeight], config: dict,
     meta = {"format": FORMAT, "quantization_config": json.dumps({**config, "checkpoint_format": fmt}),
             "layers": json.dumps(layers)}
     save_file(tensors, str(path), metadata=meta)
-    if packed and artifact_fingerprint(path) != lowbit_fingerprint(packed):
+    if packed and not artifact_holds(path, packed):
         path.unlink()
         raise RuntimeError(f"{path} did not hold the quantized layers it was written from (codes, zero points, "
                            f"scales, g_idx), so it was deleted: a bug in the writer")
@@ -156,9 +156,12 @@ def _quantized_layer(skeleton: nn.Module, name: str, lw: LowBitWeight) -> nn.Mod
     return layer
 
 
-def artifact_fingerprint(path: Path) -> str:
-    """``lowbit_fingerprint`` of the quantized layers as the artifact at ``path`` holds them."""
-    return lowbit_fingerprint(read_lowbit(path, packed_only=True)[0])
+def artifact_holds(path: Path, packed: dict[str, LowBitWeight]) -> bool:
+    """Whether the artifact at ``path`` holds exactly ``packed``'s layers: codes, zero points, scales and
+    g_idx as read back from the file (then ``lowbit_fingerprint(packed)`` is the file's too)."""
+    stored = read_lowbit(path, packed_only=True)[0]
+    return stored.keys() == packed.keys() and all(
+        torch.equal(a, b) for name in packed for a, b in zip(_grid_tensors(stored[name]), _grid_tensors(packed[name])))
 
 
 def lowbit_fingerprint(packed: dict[str, LowBitWeight]) -> str:
@@ -166,11 +169,15 @@ def lowbit_fingerprint(packed: dict[str, LowBitWeight]) -> str:
     fingerprints on two rows mean the same integers and grids."""
     digest = hashlib.sha256()
     for name in sorted(packed):
-        lw = packed[name]
         digest.update(name.encode())
-        for t in (lw.q, lw.zeros.float(), lw.scales.float(), lw.g_idx.int()):
+        for t in _grid_tensors(packed[name]):
             digest.update(t.contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _grid_tensors(lw: LowBitWeight) -> tuple[torch.Tensor, ...]:
+    """What identifies a quantized layer: its codes, zero points, scales and g_idx, in fixed dtypes."""
+    return lw.q, lw.zeros.float(), lw.scales.float(), lw.g_idx.int()
 
 
 def theoretical_bytes(lw: LowBitWeight) -> int:

@@ -5,7 +5,7 @@ A row (or a group of input columns of a row) of a weight matrix is stored as int
 
     w ≈ scale * (q - zero)
 
-This module is pure tensor math; it depends on torch only.
+This module is pure tensor math; it depends on torch only (and raises quantbench's NotRepresentable).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from ...errors import NotRepresentable
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,15 @@ class LowBitWeight:
     def column_order(self) -> torch.Tensor | None:
         """None when group g covers columns [g * width, (g + 1) * width) already; else the
         permutation of input columns (int64 [in]) that makes the groups such contiguous runs
-        (act-order GPTQ). ValueError when no permutation does (groups of other sizes)."""
+        (act-order GPTQ). ``NotRepresentable`` when no permutation does (groups of other sizes)."""
         g_idx = self.g_idx.long()
         contiguous = torch.arange(self.in_features) // self.group_width
         if torch.equal(g_idx, contiguous):
             return None
         perm = torch.argsort(g_idx, stable=True)
         if not torch.equal(g_idx[perm], contiguous):
-            raise ValueError(f"g_idx does not make groups of {self.group_width} columns, even after a column "
-                             f"permutation")
+            raise NotRepresentable(f"g_idx does not make groups of {self.group_width} columns, even after a "
+                                   f"column permutation")
         return perm
 
     def dequantize(self) -> torch.Tensor:
