@@ -14,7 +14,8 @@ bandwidth measured with CUDA events), then for
       and 8x128 tokens,
 
 one line per row and shape: bf16, int8 weight-only (rtn 8-bit, symmetric, per channel), int8 dynamic
-(torchao), int4 weight-only from quantbench's RTN and GPTQ codes (tinygemm), fp8 dynamic (torchao,
+(torchao), int4 weight-only
+from quantbench's RTN and GPTQ codes (tinygemm), fp8 dynamic (torchao,
 sm89+). Each line has median / p10 / p90 ms (eager; quantbench's timing loop with a synchronize
 after every call), the same with a CUDA graph at batch 1 (launch overhead removed), the ratio to
 the memory-bandwidth bound at batch 1 (bytes of the weights the forward reads / measured copy
@@ -50,10 +51,12 @@ except ImportError:  # not installed: run from the checkout
 from quantbench.config import parse_methods  # noqa: E402
 from quantbench.measure.latency import measure_latency  # noqa: E402
 from quantbench.methods import Context, Unsupported  # noqa: E402
+from quantbench.pipeline import realize_row  # noqa: E402
 from quantbench.runtimes import TorchCPU, TorchCUDA  # noqa: E402
-from quantbench.runtimes.cuda import Target, free_cached, synchronize, torchao_version  # noqa: E402
+from quantbench.kernels.cuda_capability import Target, synchronize  # noqa: E402
+from quantbench.runtimes.cuda import free_cached, torchao_version  # noqa: E402
 from quantbench.measure.size import weight_bytes  # noqa: E402
-from quantbench.runtimes.cuda_kernels import INT_MM_MIN_ROWS  # noqa: E402
+from quantbench.kernels.cuda_capability import INT_MM_MIN_ROWS  # noqa: E402
 from quantbench.tasks.base import Splits, Task, TaskBase  # noqa: E402
 
 ROWS = (  # label, cuda runtime options, method
@@ -342,7 +345,7 @@ class Check:
         shapes = shapes_for(name, self.sizes)
         dtype = torch.bfloat16
         inputs = make_inputs(name, shapes, self.sizes, self.device, dtype)
-        ctx = Context(task, TorchCPU(), progress=False)
+        ctx = Context(task, progress=False)
         print(f"\n== {name}: {task.description}")
         print(f"  {'row':<18} {'shape':<14} {'median':>8} {'p10':>8} {'p90':>8} {'graph':>8} {'x bound':>8} "
               f"{'err bf16':>9} {'err ints':>9}  (ms; kernel below each row)")
@@ -370,7 +373,7 @@ class Check:
         runtime = self.runtime(options)
         config = parse_methods(spec)[0]
         stem = Path(self.args.artifacts) / f"{task.name}-{label.replace(' ', '_')}"
-        realized = runtime.realize(config, fp32, ctx, stem)
+        realized = realize_row(config, fp32, ctx, runtime, stem)
         runner = runtime.load(realized.path, task)
         record |= {"status": "ok", "kernel": realized.kernel, "notes": realized.notes,
                    "quantize_seconds": realized.quantize_seconds, "size_bytes": realized.path.stat().st_size,

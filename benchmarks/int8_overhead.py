@@ -20,7 +20,7 @@ from quantbench.measure.latency import measure_latency
 from quantbench.methods import Context, apply_method
 from quantbench.quiet import quiet_torch_quantization
 from quantbench.runtimes import TorchCPU
-from quantbench.runtimes.cuda import quiet_torchao
+from quantbench.kernels.torchao_recipes import quiet_torchao
 from quantbench.tasks.base import Splits, Task
 
 
@@ -49,7 +49,7 @@ def measure_size(k: int, n: int, runtime: TorchCPU, folder: Path, bandwidth: flo
     task = single_linear_task(k, n)
     model = task.build_model().eval()
     x = task.splits.x_test[:1]
-    quantized = apply_method(parse_methods("ptq-dynamic")[0], model, Context(task, runtime, progress=False))
+    quantized = apply_method(parse_methods("ptq-dynamic")[0], model, Context(task, progress=False))
     q = quantized.module
     path = runtime.save(quantized, task, folder / f"dyn{k}x{n}")
     through_quantbench = runtime.load(path, task)

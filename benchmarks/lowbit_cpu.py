@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from int8_overhead import read_bandwidth_gbs
+from quantbench.pipeline import realize_row
 from quantbench.config import parse_methods
 from quantbench.measure.latency import measure_latency
 from quantbench.measure.size import weight_bytes
 from quantbench.methods import Context
 from quantbench.runtimes import TorchCPU
 from quantbench.runtimes.torch_cpu import lowbit_runner
-from quantbench.runtimes.weight_only import weight_only_module
+from quantbench.kernels.weight_only import weight_only_module
 from quantbench.tasks.base import Splits, Task
 from quantbench.tasks.skeleton import build_skeleton
 
@@ -47,18 +48,18 @@ def time_size(k: int, folder: Path, bandwidth_gbs: float) -> list[dict]:
     model = task.build_model().eval()
     x = task.splits.x_test[:1]
     runtime = TorchCPU()
-    ctx = Context(task, runtime, progress=False)
+    ctx = Context(task, progress=False)
     rows = []
     for label, spec in (("fp32", "fp32"), *ROWS):
         config = parse_methods(spec)[0]
-        realized = runtime.realize(config, model, ctx, folder / f"{k}-{label.split()[0]}")
+        realized = realize_row(config, model, ctx, runtime, folder / f"{k}-{label.split()[0]}")
         run = runtime.load(realized.path, task)
         row = {"row": label, "kernel": realized.kernel}
         with torch.inference_mode():
             row["ms"] = measure_latency(run, x, 1, max_seconds=3.0).median_ms
             if label != "fp32":
                 quantized, _ = ctx.quantize(config, model)
-                bare = weight_only_module(quantized.packed["0"], model[0].bias, torch.device("cpu"))
+                bare = weight_only_module(quantized.format.layers["0"], model[0].bias, torch.device("cpu"))
                 frozen = torch.jit.freeze(torch.jit.trace(nn.Sequential(bare, model[1]).eval(), x))
                 row["bare_ms"] = measure_latency(frozen, x, 1, max_seconds=3.0).median_ms
         loaded = model if label == "fp32" else eager_module(realized.path, task)
@@ -71,7 +72,7 @@ def torchao_rows(model: nn.Module, x: torch.Tensor, bandwidth_gbs: float) -> lis
     """The peer: torchao's weight-only configs applied to the same fp32 model's first layer, on the CPU
     (int8 per row; int4 group 128, each packing format torchao has), or why one cannot run here."""
     try:
-        from quantbench.runtimes.cuda import quiet_torchao
+        from quantbench.kernels.torchao_recipes import quiet_torchao
         with quiet_torchao():
             from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
             from torchao.quantization.quantize_.workflows import Int4PackingFormat

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from quantbench.pipeline import realize_row
 from quantbench.config import parse_methods
 from quantbench.measure.latency import measure_latency
 from quantbench.methods import Context
@@ -42,11 +43,11 @@ def random_mlp_task(width: int) -> Task:
 
 def time_rows(task: Task, batches: list[int], folder: Path) -> dict[str, list[float]]:
     model = task.build_model().eval()
-    ctx = Context(task, TorchCPU(), progress=False)
+    ctx = Context(task, progress=False)
     medians = {}
     for label, runtime_cls, options, method in ROWS:
         runtime = runtime_cls(**options)
-        realized = runtime.realize(parse_methods(method)[0], model, ctx, folder / label.replace(" ", "_"))
+        realized = realize_row(parse_methods(method)[0], model, ctx, runtime, folder / label.replace(" ", "_"))
         run = runtime.load(realized.path, task)
         medians[label] = [measure_latency(run, task.latency_input(b), b, max_seconds=3.0).median_ms for b in batches]
         print(f"  {label}: {realized.kernel}")

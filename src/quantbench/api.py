@@ -12,7 +12,8 @@ from .env import capture_env
 from .pipeline import measure_method
 from .results import Results
 from .errors import UserError
-from .runtimes import RUNTIMES, TorchCPU
+from .kernels.int8_engine import choose_int8_engine
+from .runtimes import RUNTIMES
 from .spec import CompareSpec
 from .tasks import build_task
 from .tasks.train import trained_fp32
@@ -25,12 +26,11 @@ def compare(spec: CompareSpec) -> Results:
     threads = spec.resolved_threads()
     torch.set_num_threads(threads)
     env = capture_env(threads)  # before our own work raises the load average
-    runtime = TorchCPU()
     task = build_task(spec.task, **spec.task_options())
     configs = chosen or parse_methods(task.default_methods)
     fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None, spec.progress)
     reference = task.reference(fp32)
-    ctx = methods.Context(task=task, runtime=runtime, seed=spec.seed, progress=spec.progress)
+    ctx = methods.Context(task=task, seed=spec.seed, progress=spec.progress)
     runs = [(config, rt) for config in configs for rt in runtimes]
     with _artifact_dir(spec.out) as artifacts:
         bar = tqdm(runs, desc="methods", disable=not spec.progress, leave=False, unit="row")
@@ -40,7 +40,7 @@ def compare(spec: CompareSpec) -> Results:
             rows.append(measure_method(config, fp32, ctx, rt, reference, spec, Path(artifacts)))
     task_info = {"name": task.name, "description": task.description, "notes": task.notes,
                  "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
-    return Results(env=env | {"int8_engine": runtime.engine}, task=task_info, rows=rows)
+    return Results(env=env | {"int8_engine": choose_int8_engine()}, task=task_info, rows=rows)
 
 
 def deployment_runtimes(names: str, options: dict | None = None) -> list:

@@ -9,3 +9,7 @@ class UserError(Exception):
 class NotRepresentable(ValueError):
     """quantbench's grid cannot be expressed exactly in a kernel's layout (tinygemm, MatMulNBits, ...);
     the message says why."""
+
+
+class Unsupported(Exception):
+    """A method or format cannot run here (missing kernel, layer type, runtime); the row says why."""

@@ -8,7 +8,8 @@ from torch import nn
 from .config import MethodConfig
 from .measure.latency import measure_latency
 from .measure.size import artifact_bytes, bits_per_parameter, count_parameters
-from .methods import Context, Unsupported
+from .errors import Unsupported
+from .methods import Context
 from .results import Row
 from .runtimes.base import timed_call
 from .spec import CompareSpec
@@ -28,8 +29,20 @@ def measure_method(config: MethodConfig, fp32: nn.Module, ctx: Context, runtime,
     return row
 
 
+def realize_row(config: MethodConfig, fp32: nn.Module, ctx: Context, runtime, stem: Path):
+    """Quantize ``fp32`` as ``config`` says with the handler for ``runtime``, check that the runtime can
+    run the format, and write its artifact at ``stem``: the row's ``Realized``."""
+    quantized, seconds = ctx.for_row(runtime, stem).quantize(config, fp32)
+    reason = runtime.supports(quantized)
+    if reason:
+        raise Unsupported(f"{config.label()} on {runtime.name}: {reason}")
+    realized = runtime.realize(quantized, ctx.task, stem)
+    realized.quantize_seconds = seconds
+    return realized
+
+
 def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: CompareSpec, artifacts: Path) -> None:
-    realized = runtime.realize(config, fp32, ctx, artifacts / _file_name(f"{row.method}@{runtime.name}"))
+    realized = realize_row(config, fp32, ctx, runtime, artifacts / _file_name(f"{row.method}@{runtime.name}"))
     row.kernel, row.notes, row.details = realized.kernel, realized.notes, realized.details
     row.quantize_seconds = realized.quantize_seconds
     run = runtime.load(realized.path, ctx.task)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from quantbench.pipeline import realize_row
 from quantbench.api import compare, deployment_runtimes
 from quantbench.cli.main import main
 from quantbench.config import parse_methods
@@ -20,10 +21,11 @@ from quantbench.errors import UserError
 from quantbench.methods import Context, Unsupported
 from quantbench.runtimes import TorchCPU, TorchCUDA
 from quantbench.runtimes import cuda as cuda_runtime
-from quantbench.methods.lowbit.artifact import read_lowbit
-from quantbench.runtimes.cuda import CudaRunner, Target, load_module, realize
-from quantbench.runtimes.cuda_kernels import kernel_unavailable_reason
-from quantbench.runtimes.weight_only import TinygemmLinear, check_tinygemm, tinygemm_weight
+from quantbench.formats.lowbit_file import read_lowbit
+from quantbench.kernels.cuda_capability import Target
+from quantbench.runtimes.cuda import CudaRunner, load_module
+from quantbench.kernels.cuda_capability import kernel_unavailable_reason
+from quantbench.kernels.weight_only import TinygemmLinear, check_tinygemm, tinygemm_weight
 from quantbench.spec import CompareSpec
 from quantbench.tasks import build_task
 from quantbench.tasks.train import trained_fp32
@@ -128,11 +130,22 @@ def stand_in() -> Target:
     return Target(torch.device("cpu"), torch.bfloat16, H100, cuda_runtime.torchao_version(), "CPU stand-in")
 
 
+class StandInCUDA(TorchCUDA):
+    """The cuda runtime aimed at a given target (the CPU stand-in by default)."""
+
+    def __init__(self, target: Target):
+        super().__init__()
+        self._target = target
+
+    def target(self) -> Target:
+        return self._target
+
+
 def realize_and_load(spec, mlp, tmp_path, target=None):
     task, model = mlp
-    ctx = Context(task, TorchCPU(), progress=False)
+    ctx = Context(task, progress=False)
     target = target or stand_in()
-    realized = realize(parse_methods(spec)[0], model, ctx, tmp_path / "artifact", target)
+    realized = realize_row(parse_methods(spec)[0], model, ctx, StandInCUDA(target), tmp_path / "artifact")
     return realized, CudaRunner(load_module(realized.path, task, target), target), ctx
 
 
@@ -177,7 +190,7 @@ def test_lowbit_rows_run_the_integers_of_the_torch_cpu_row(mlp, tmp_path):
     quantized, _ = ctx.quantize(parse_methods(spec)[0], model)
     packed, _ = read_lowbit(realized.path)
     assert realized.details["lowbit_sha256"] == quantized.details["lowbit_sha256"]
-    for name, lw in quantized.packed.items():
+    for name, lw in quantized.format.layers.items():
         assert torch.equal(packed[name].q, lw.q) and torch.equal(packed[name].zeros, lw.zeros)
         assert torch.equal(packed[name].scales, lw.scales)
         assert isinstance(run.module.get_submodule(name), TinygemmLinear)
@@ -275,8 +288,8 @@ def test_gpu_rows_realize_load_and_agree(spec, mlp, tmp_path):
     kind = "int8-weight-only" if "bits=8" in spec else kind
     if target.reason(kind):
         pytest.skip(target.reason(kind))
-    ctx = Context(task, TorchCPU(), progress=False)
-    realized = runtime.realize(parse_methods(spec)[0], model, ctx, tmp_path / "artifact")
+    ctx = Context(task, progress=False)
+    realized = realize_row(parse_methods(spec)[0], model, ctx, runtime, tmp_path / "artifact")
     assert realized.kernel and realized.details["cuda"]["capability"].startswith("sm")
     run = runtime.load(realized.path, task)
     x = task.splits.x_test

@@ -5,7 +5,7 @@ import torch
 
 from quantbench.methods.lowbit.gptq import accumulate_hessian, gptq_quantize
 from quantbench.methods.lowbit.grid import rtn_quantize
-from quantbench.runtimes.matmul_nbits import (
+from quantbench.kernels.matmul_nbits import (
     NotRepresentable,
     block_groups,
     choose_block_size,
@@ -68,7 +68,7 @@ def test_what_matmul_nbits_cannot_hold_is_refused_with_the_reason(bits, group_si
 def test_one_not_representable_for_every_kernel():
     """MatMulNBits and the torch weight-only kernels refuse a grid with the same exception class."""
     from quantbench import errors
-    from quantbench.runtimes import weight_only
+    from quantbench.kernels import weight_only
 
     assert NotRepresentable is errors.NotRepresentable is weight_only.NotRepresentable
     assert issubclass(NotRepresentable, ValueError)

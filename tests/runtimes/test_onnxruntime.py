@@ -11,17 +11,18 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 
+from quantbench.pipeline import realize_row
 from quantbench.api import compare, deployment_runtimes  # noqa: E402
-from quantbench.runtimes import onnx_export  # noqa: E402
+from quantbench.kernels import onnx_export  # noqa: E402
 from quantbench.cli.main import main  # noqa: E402
 from quantbench.config import parse_methods  # noqa: E402
 from quantbench.errors import UserError  # noqa: E402
 from quantbench.methods import Context, Unsupported, apply_method  # noqa: E402
-from quantbench.methods.lowbit.artifact import FORMAT  # noqa: E402
-from quantbench.methods.lowbit.packing import from_gptq_tensors  # noqa: E402
+from quantbench.formats.lowbit_file import FORMAT  # noqa: E402
+from quantbench.formats.gptq_packing import from_gptq_tensors  # noqa: E402
 from quantbench.runtimes import OnnxRuntimeCPU, TorchCPU, onnxruntime_cpu  # noqa: E402
-from quantbench.runtimes.matmul_nbits import NBitsWeight, block_groups, read_nbits_weights, unpack_lowbit  # noqa: E402
-from quantbench.runtimes.onnx_export import load_graph  # noqa: E402
+from quantbench.kernels.matmul_nbits import NBitsWeight, block_groups, read_nbits_weights, unpack_lowbit  # noqa: E402
+from quantbench.kernels.onnx_export import load_graph  # noqa: E402
 from quantbench.spec import CompareSpec  # noqa: E402
 from quantbench.tasks import build_task  # noqa: E402
 from quantbench.tasks.train import trained_fp32  # noqa: E402
@@ -37,9 +38,9 @@ def mlp(tmp_path_factory):
 
 def realize(spec: str, task_and_model, tmp_path, accuracy_level=0):
     task, model = task_and_model
-    ctx = Context(task, TorchCPU(), progress=False)
+    ctx = Context(task, progress=False)
     rt = OnnxRuntimeCPU(accuracy_level=accuracy_level)
-    realized = rt.realize(parse_methods(spec)[0], model, ctx, tmp_path / "art")
+    realized = realize_row(parse_methods(spec)[0], model, ctx, rt, tmp_path / "art")
     return realized, rt.load(realized.path, task)
 
 
@@ -61,10 +62,10 @@ def assert_same_integers(saved: dict[str, NBitsWeight], packed: dict) -> None:
                                   "gptq:act_order=true,group_size=32", "rtn:bits=8,sym=true,group_size=-1"])
 def test_matmul_nbits_runs_quantbench_integers_and_matches_the_dequantized_torch_model(spec, mlp, tmp_path):
     task, model = mlp
-    quantized = apply_method(parse_methods(spec)[0], model, Context(task, TorchCPU(), progress=False))
+    quantized = apply_method(parse_methods(spec)[0], model, Context(task, progress=False))
     realized, run = realize(spec, mlp, tmp_path)
     assert "MatMulNBits" in realized.kernel and realized.details["same_integers_checked"]
-    assert_same_integers(nbits_weights(realized.path), quantized.packed)
+    assert_same_integers(nbits_weights(realized.path), quantized.format.layers)
     x = task.splits.x_test
     with torch.no_grad():
         expected = quantized.module(x)
@@ -73,7 +74,7 @@ def test_matmul_nbits_runs_quantbench_integers_and_matches_the_dequantized_torch
 
 def test_accuracy_level_4_quantizes_activations_and_stays_close(mlp, tmp_path):
     task, model = mlp
-    quantized = apply_method(parse_methods("rtn")[0], model, Context(task, TorchCPU(), progress=False))
+    quantized = apply_method(parse_methods("rtn")[0], model, Context(task, progress=False))
     realized, run = realize("rtn", mlp, tmp_path, accuracy_level=4)
     assert "accuracy_level 4" in realized.kernel
     x = task.splits.x_test
@@ -114,8 +115,8 @@ def test_a_row_parses_each_onnx_file_once(spec, files, mlp, tmp_path, monkeypatc
 
     monkeypatch.setattr(onnx, "load", counting)
     task, model = mlp
-    realized = OnnxRuntimeCPU().realize(parse_methods(spec)[0], model, Context(task, TorchCPU(), progress=False),
-                                        tmp_path / "art")
+    realized = realize_row(parse_methods(spec)[0], model, Context(task, progress=False), OnnxRuntimeCPU(),
+                           tmp_path / "art")
     assert sorted(parsed) == sorted(files)
     assert sizes["optimized.onnx"] < sizes["art.onnx"] / 4
     parsed.clear()
@@ -134,7 +135,7 @@ def test_what_ort_cannot_run_is_unsupported_with_the_reason(spec, why, mlp, tmp_
 def test_large_models_put_tensors_beside_the_onnx_file_and_count_them(spec, mlp, tmp_path, monkeypatch):
     """Past the 2 GB protobuf limit (lowered here to 0 bytes) tensors go to external data, which the
     session reads and the size counts."""
-    from quantbench.runtimes import onnx_export
+    from quantbench.kernels import onnx_export
 
     task, _ = mlp
     (tmp_path / "small").mkdir()
@@ -332,10 +333,10 @@ def test_transformer_fp32_export_matches_torch(name, request, tmp_path):
 def test_transformer_matmul_nbits_holds_the_torch_integers_and_matches_the_torch_model(name, absent, request,
                                                                                        tmp_path):
     task, model = request.getfixturevalue(name)
-    quantized = apply_method(parse_methods("rtn:group_size=32")[0], model, Context(task, TorchCPU(), progress=False))
+    quantized = apply_method(parse_methods("rtn:group_size=32")[0], model, Context(task, progress=False))
     realized, run = realize("rtn:group_size=32", (task, model), tmp_path)
     assert realized.details["nbits_layers_not_in_graph"] == absent
-    in_graph = {name: lw for name, lw in quantized.packed.items() if name not in absent}
+    in_graph = {name: lw for name, lw in quantized.format.layers.items() if name not in absent}
     assert_same_integers(nbits_weights(realized.path), in_graph)
     assert_same_output(run, quantized.module, task, rtol=1e-4)
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from quantbench.pipeline import realize_row
 from quantbench.methods.lowbit.gptq import accumulate_hessian, gptq_quantize
 from quantbench.methods.lowbit.grid import LowBitWeight, rtn_quantize
-from quantbench.methods.lowbit.artifact import fill_lowbit
-from quantbench.runtimes.weight_only import (Int8WeightOnlyLinear, NotRepresentable, TinygemmLinear, check_tinygemm,
+from quantbench.formats.lowbit_file import fill_lowbit
+from quantbench.kernels.weight_only import (Int8WeightOnlyLinear, NotRepresentable, TinygemmLinear, check_tinygemm,
                                              cpu_dense_layers, cpu_kernel_summary, cpu_layer, int8_weight_only,
                                              pack_nibbles, tinygemm_refusal, tinygemm_weight)
 
@@ -200,7 +201,7 @@ def test_torch_cpu_lowbit_rows_run_a_low_bit_kernel_on_the_artifact_integers(spe
     outputs are the dequantized artifact's up to bf16 activations."""
     from quantbench.config import parse_methods
     from quantbench.methods import Context
-    from quantbench.methods.lowbit.artifact import load_lowbit
+    from quantbench.formats.lowbit_file import load_lowbit
     from quantbench.runtimes import TorchCPU
     from quantbench.tasks import build_task
 
@@ -208,7 +209,7 @@ def test_torch_cpu_lowbit_rows_run_a_low_bit_kernel_on_the_artifact_integers(spe
     torch.manual_seed(0)
     model = task.build_model().eval()
     runtime = TorchCPU()
-    realized = runtime.realize(parse_methods(spec)[0], model, Context(task, runtime, progress=False), tmp_path / "row")
+    realized = realize_row(parse_methods(spec)[0], model, Context(task, progress=False), runtime, tmp_path / "row")
     assert op in realized.kernel and "dequantized" not in realized.kernel
     assert realized.details["dense_lowbit_layers"] == [] and realized.details["fp32_kernel_only"] is False
     run = runtime.load(realized.path, task)
@@ -221,7 +222,7 @@ def test_torch_cpu_lowbit_rows_run_a_low_bit_kernel_on_the_artifact_integers(spe
 
 def test_a_torch_without_the_cpu_kernel_keeps_layers_dense_and_says_why(monkeypatch):
     """quantbench supports torch builds older than these kernels: rows then run dequantized weights."""
-    from quantbench.runtimes import weight_only
+    from quantbench.kernels import weight_only
 
     monkeypatch.setitem(weight_only.CPU_KERNELS, 4, "_no_such_int4_kernel")
     lw = _fp16_scales(rtn_quantize(torch.randn(16, 64), 4, 32))

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from quantbench.pipeline import realize_row
 from quantbench import CompareSpec, compare
 from quantbench.config import parse_methods
 from quantbench.errors import UserError
@@ -28,7 +29,7 @@ def test_minilm_gptq_keeps_embeddings_closer_than_rtn():
     clearly closer to fp32's. Quantize and score only; the rows' pipeline is tested elsewhere."""
     task = build_task("minilm", eval_samples=100)
     reference = task.reference(task.pretrained)
-    ctx = Context(task, TorchCPU(), progress=False)
+    ctx = Context(task, progress=False)
 
     def score(spec):
         module = apply_method(parse_methods(spec)[0], task.pretrained, ctx).module
@@ -145,17 +146,17 @@ def test_torch_cpu_loads_hf_artifacts_into_a_weightless_skeleton(model_dir, kind
     libraries' it imports."""
     from quantbench.config import parse_methods
     from quantbench.methods import Context
-    from quantbench.methods.lowbit.artifact import load_lowbit
+    from quantbench.formats.lowbit_file import load_lowbit
     from quantbench.runtimes import TorchCPU
 
     folder = request.getfixturevalue(model_dir)
     task = build_task(kind, model=folder, **({"seq_len": 32, "eval_samples": 4} if kind == "lm" else
                                              {"eval_samples": 16}))
     model, runtime = task.build_model(), TorchCPU()
-    ctx = Context(task, runtime, progress=False)
+    ctx = Context(task, progress=False)
     batch = task.latency_input(2)
     for spec in ("fp32", "rtn:group_size=32", "ptq-dynamic"):
-        realized = runtime.realize(parse_methods(spec)[0], model, ctx, tmp_path / spec.replace(":", "_"))
+        realized = realize_row(parse_methods(spec)[0], model, ctx, runtime, tmp_path / spec.replace(":", "_"))
         run = runtime.load(realized.path, task)
         out = getattr(run(batch), task.model_output)
         with torch.inference_mode():

@@ -1,79 +1,113 @@
-"""How a model changes: one handler per method config type, registered next to its config."""
+"""How a model changes: handlers registered per (method config type, runtime), producing formats.
+
+A handler registered for a config type alone is the method's own (pure torch) quantizer; one
+registered for (config type, runtime) is that runtime's own quantizer, which the method needs there
+(ONNX Runtime's static calibration, torchao's int8/fp8 on CUDA) and which lives in the method's
+package. Either returns a ``Quantized``: the model and its format, plain data that runtimes execute.
+No method imports a runtime: what a runtime-native handler needs (the runtime's name, its device
+target, where to write) comes in the ``Context``.
+"""
 import copy
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 from torch import nn
 
 from ..config import MethodConfig
-from ..runtimes import TorchCPU
+from ..errors import Unsupported  # noqa: F401  (raised by handlers; imported from here by them)
+from ..formats import Format
 from ..tasks import Task
-
-
-class Unsupported(Exception):
-    """The method cannot run here (missing kernel, layer type); the row says why."""
-
-
-@dataclass
-class Context:
-    task: Task
-    runtime: TorchCPU
-    seed: int = 0
-    progress: bool = True
-    _last: tuple = field(default=(None, None, 0.0), repr=False)
-
-    def quantize(self, config: MethodConfig, fp32: nn.Module) -> tuple["Quantized", float]:
-        """Quantize as ``config`` says, once: every runtime that asks for the same config next
-        gets the same weights and the same cost (only the latest config is kept in memory)."""
-        reused = self._last[0] == config
-        if not reused:
-            model = copy.deepcopy(fp32).eval()  # copying is not quantizing: outside the clock
-            start = time.perf_counter()
-            quantized = run_handler(config, model, self)
-            self._last = (config, quantized, time.perf_counter() - start)
-        _, quantized, seconds = self._last
-        notes = quantized.notes + (["same quantized weights as this method's row on the previous runtime "
-                                    "(quantized once; prep time is that one run)"] if reused else [])
-        return replace(quantized, notes=notes, details=dict(quantized.details)), seconds
 
 
 @dataclass
 class Quantized:
-    """A quantized model in memory. ``packed``: layers stored as low-bit codes in the artifact
-    (weight-only methods); ``format_config``: the quantization_config saved with them."""
+    """A quantized model and its format. ``module``: the model in torch (layers of a low-bit format
+    hold their dequantized weights), None when a runtime-native handler wrote ``graph`` (the runtime's
+    own artifact, e.g. an ONNX file) instead. ``kernel``: set by runtime-native handlers, whose
+    quantizer chooses the kernel; other rows' kernels are named by the runtime from the format.
+    ``seconds``: the quantizer's own time when the handler measures it (an export excluded)."""
 
-    module: nn.Module
-    kernel: str
+    module: nn.Module | None
+    format: Format
     notes: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
-    packed: dict | None = None
-    format_config: dict = field(default_factory=dict)
+    graph: Path | None = None
+    kernel: str = ""
+    seconds: float | None = None
+
+
+@dataclass
+class Context:
+    """What handlers get besides the config and the model: the task, and for the row at hand the
+    runtime's name, its device target (None on CPU runtimes) and the artifact stem a runtime-native
+    handler writes to. ``_cache`` keeps the latest quantization, shared by every row's context."""
+
+    task: Task
+    seed: int = 0
+    progress: bool = True
+    runtime: str = "torch-cpu"
+    target: Any = None
+    stem: Path | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def for_row(self, runtime, stem: Path | None = None) -> "Context":
+        """This context for a row on ``runtime`` (a runtime object) whose artifact goes to ``stem``."""
+        target = runtime.target() if callable(getattr(runtime, "target", None)) else None
+        return replace(self, runtime=runtime.name, target=target, stem=stem)
+
+    def quantize(self, config: MethodConfig, fp32: nn.Module) -> tuple[Quantized, float]:
+        """Quantize a copy of ``fp32`` as ``config`` says, with the handler for this context's runtime.
+        Rows whose runtimes share a handler (the method's own) get the same weights and the same cost:
+        quantized once (only the latest quantization is kept in memory)."""
+        handler = find_handler(config, self.runtime)
+        key = (config, handler)
+        reused = self._cache.get("key") == key
+        if not reused:
+            self._cache.clear()
+            model = copy.deepcopy(fp32).eval()  # copying is not quantizing: outside the clock
+            start = time.perf_counter()
+            quantized = handler(config, model, self)
+            seconds = time.perf_counter() - start if quantized.seconds is None else quantized.seconds
+            self._cache.update(key=key, quantized=quantized, seconds=seconds)
+        quantized, seconds = self._cache["quantized"], self._cache["seconds"]
+        notes = quantized.notes + (["same quantized weights as this method's row on the previous runtime "
+                                    "(quantized once; prep time is that one run)"] if reused else [])
+        return replace(quantized, notes=notes, details=dict(quantized.details)), seconds
+
+    def quantize_with(self, config: MethodConfig, model: nn.Module) -> Quantized:
+        """``model`` (already a copy) quantized by ``config``'s handler for this runtime: how a method that
+        wraps a base method (SmoothQuant over int8) hands its changed model on."""
+        return find_handler(config, self.runtime)(config, model, self)
 
 
 Handler = Callable[[MethodConfig, nn.Module, Context], Quantized]
-_HANDLERS: dict[type, Handler] = {}
+_HANDLERS: dict[tuple[type, str | None], Handler] = {}
 
 
-def quantizes(config_type: type):
-    """Decorator: the handler that applies configs of ``config_type``."""
+def quantizes(config_type: type, runtime: str | None = None):
+    """Decorator: the handler that applies configs of ``config_type`` (on ``runtime`` only, when given)."""
 
     def add(handler: Handler) -> Handler:
-        _HANDLERS[config_type] = handler
+        key = (config_type, runtime)
+        if key in _HANDLERS:
+            raise ValueError(f"{config_type.__name__} has two handlers for runtime {runtime}")
+        _HANDLERS[key] = handler
         return handler
 
     return add
 
 
-def apply_method(config: MethodConfig, fp32: nn.Module, ctx: Context) -> Quantized:
-    """Quantize a copy of the FP32 model; the original is never modified."""
-    return run_handler(config, copy.deepcopy(fp32).eval(), ctx)
-
-
-def run_handler(config: MethodConfig, model: nn.Module, ctx: Context) -> Quantized:
-    """Quantize ``model`` (a copy the handler may change) with the handler of ``config``'s type; a
-    method without one (it runs on another runtime only) is unsupported, with what it is."""
-    handler = _HANDLERS.get(type(config))
+def find_handler(config: MethodConfig, runtime: str) -> Handler:
+    """The handler of ``config`` on ``runtime``: the runtime's own, else the method's; a method with
+    neither (it runs on another runtime only) is unsupported, with what it is."""
+    handler = _HANDLERS.get((type(config), runtime)) or _HANDLERS.get((type(config), None))
     if handler is None:
-        raise Unsupported(f"{config.name} on {ctx.runtime.name}: no path on this runtime ({config.summary})")
-    return handler(config, model, ctx)
+        raise Unsupported(f"{config.name} on {runtime}: no path on this runtime ({config.summary})")
+    return handler
+
+
+def apply_method(config: MethodConfig, fp32: nn.Module, ctx: Context) -> Quantized:
+    """Quantize a copy of the FP32 model (the original is never modified), uncached."""
+    return ctx.quantize_with(config, copy.deepcopy(fp32).eval())

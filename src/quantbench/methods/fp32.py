@@ -2,6 +2,7 @@
 from dataclasses import dataclass
 
 from ..config import MethodConfig, register_method
+from ..formats import DenseFormat
 from .base import Quantized, quantizes
 
 
@@ -13,5 +14,4 @@ class FP32Config(MethodConfig):
 
 @quantizes(FP32Config)
 def keep_fp32(config, model, ctx) -> Quantized:
-    engine = "frozen TorchScript" if ctx.task.traceable else "eager"
-    return Quantized(model, kernel=f"torch fp32 dense ({engine})")
+    return Quantized(model, DenseFormat())

@@ -10,7 +10,7 @@ from ..errors import UserError
 from ..quiet import quiet_torch_quantization
 from ..tasks.train import fit
 from .base import Context, Quantized, quantizes
-from .int8_modules import float_layers_note, require_int8_engine, require_traceable
+from .int8_modules import float_layers_note, require_int8_engine, require_traceable, torch_int8_format
 
 
 @register_method("qat", "fake-quant fine-tuning from the FP32 weights, converted to int8")
@@ -53,7 +53,7 @@ def _freeze_schedule(config: QATConfig):
 def quantize_qat_int8(config: QATConfig, model: nn.Module, ctx: Context) -> Quantized:
     from torch.ao.quantization.quantize_fx import convert_fx
 
-    engine = require_int8_engine(ctx)
+    engine = require_int8_engine()
     require_traceable(ctx, "QAT (FX graph mode)")
     prepared = prepare_qat_model(model, engine, ctx.task.example_input)
     with quiet_torch_quantization():
@@ -63,4 +63,4 @@ def quantize_qat_int8(config: QATConfig, model: nn.Module, ctx: Context) -> Quan
         q = convert_fx(prepared.eval())
     notes = [f"fine-tuned {epochs} epochs from the FP32 weights (best val acc {val_acc:.3f})"]
     notes += float_layers_note(q, "not convertible by FX quantization")
-    return Quantized(q, kernel=ctx.runtime.kernel("int8 static linear/conv"), notes=notes)
+    return Quantized(q, torch_int8_format(q, "static", per_channel=True), notes=notes)

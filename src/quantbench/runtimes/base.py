@@ -1,6 +1,6 @@
-"""Where a model executes. A runtime turns a method config into a deployable artifact on
-disk (``realize``) and loads that artifact back as a callable (``load``); every number in
-a row is measured on what ``load`` returns."""
+"""Where a model executes. A runtime says whether it can run a quantized model's format
+(``supports``), writes it as a deployable artifact on disk (``realize``) and loads that artifact
+back as a callable (``load``); every number in a row is measured on what ``load`` returns."""
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -43,8 +43,13 @@ class Runtime(Protocol):
     def describe(self) -> str:
         """What executes in this runtime here (versions, engines, kernels); asked only when available."""
 
-    def realize(self, config, fp32, ctx, stem: Path) -> Realized:
-        """Quantize ``fp32`` as ``config`` says, for this runtime, and write the artifact."""
+    def supports(self, quantized) -> str | None:
+        """None when this runtime can run ``quantized`` (a methods.Quantized), else why not: decided from its
+        format alone, never from the method that made it."""
+
+    def realize(self, quantized, task, stem: Path) -> Realized:
+        """Write ``quantized`` as this runtime's artifact at ``stem`` (its suffix chosen here) and name the
+        kernel that runs it."""
 
     def load(self, path: Path, task) -> Runner:
         """The artifact, loaded from disk, ready to run."""

@@ -1,14 +1,14 @@
-"""ONNX Runtime on CPU: the FP32 model exported to one ``.onnx`` file (see ``onnx_export.py``; for
-transformers tasks, named dict inputs and the one output the task reads), then
+"""ONNX Runtime on CPU: the FP32 model exported to one ``.onnx`` file (see ``kernels/onnx_export.py``;
+for transformers tasks, named dict inputs and the one output the task reads), then per format:
 
-- ``fp32``: the exported graph as is;
-- ``ptq-dynamic`` / ``ptq-static``: ONNX Runtime's own int8 quantizers (``quantize_dynamic``;
-  ``quantize_static`` in QDQ format with its calibrators) on the layers with weights
-  (MatMul/Gemm/Conv), not on attention's activation x activation products;
-- ``rtn`` / ``gptq``: quantbench's packed low-bit weights (the same integers as the torch rows,
-  never re-quantized) fed to ``com.microsoft.MatMulNBits`` (see ``matmul_nbits.py``);
-- ``qat``: the torch int8 model that QAT converts to, exported to ONNX as QuantizeLinear /
-  DequantizeLinear around float ops (its int8 weights and scales as they are).
+- dense: the exported graph as is;
+- int8 written by ONNX Runtime's own quantizers (the int8 methods' ONNX Runtime handlers: dynamic, or
+  static QDQ with its calibrators): that graph as is;
+- int8 of torch.ao (a converted torch model, static activations): exported to ONNX as
+  QuantizeLinear / DequantizeLinear around float ops (its int8 weights and scales as they are);
+- low-bit weight-only: quantbench's packed low-bit weights (the same integers as the torch rows,
+  never re-quantized) fed to ``com.microsoft.MatMulNBits`` (see ``kernels/matmul_nbits.py``), float
+  zero points as MatMulNBits' float zero_points, a per-input-channel scale as a Mul before it.
 
 Each row's kernel names the operators ONNX Runtime runs after its graph optimizations (read from
 the optimized graph it writes out: ORT tells which nodes it kept in no other way short of profiling
@@ -19,14 +19,10 @@ inter-op thread.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
-import io
-import logging
 import tempfile
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,17 +32,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import NotRepresentable, UserError
+from ..errors import UserError
+from ..formats import Float8Format, Int8Format, LowBitFormat
+from ..formats.layout import get_weight_out_in
+from ..kernels import matmul_nbits
+from ..kernels.matmul_nbits import block_groups, unpack_lowbit
+from ..kernels.onnx_export import export_onnx, exported, input_types, load_graph, remove_onnx, save_onnx, to_feeds
 from ..measure.memory import peak_memory_bytes
-from ..tasks.base import batch_rows
 from .base import RUNTIMES, Realized, Runner
-from .onnx_export import (export_onnx, exported, input_types, is_large, load_graph, remove_onnx, save_onnx,
-                          to_feeds)
 
 INSTALL_HINT = "pip install 'quantbench[onnx]'"
-_OBSERVER_TO_ORT = {"minmax": "MinMax", "histogram": "Entropy", "percentile": "Percentile"}
 _COMPUTE_OPS = ("MatMul", "Gemm", "Conv", "Quantize", "Attention")
-_LAYER_OPS = ("MatMul", "Gemm", "Conv")  # the layers (with a weight) that ptq-static quantizes
 
 
 @RUNTIMES.register("onnxruntime")
@@ -78,16 +74,25 @@ class OnnxRuntimeCPU:
         return (f"onnxruntime {onnxruntime.__version__}, CPUExecutionProvider (MLAS); providers here: "
                 f"{', '.join(onnxruntime.get_available_providers())}; MatMulNBits accuracy_level {self.accuracy_level}")
 
-    def realize(self, config, fp32: nn.Module, ctx, stem: Path) -> Realized:
-        from ..methods import Unsupported
+    def supports(self, quantized) -> str | None:
+        """Why ``quantized``'s format cannot run here, or None: decided from the format alone."""
+        fmt = quantized.format
+        if isinstance(fmt, Float8Format):
+            return "float8: ONNX Runtime's CPU provider has no float8 matmul kernel"
+        if isinstance(fmt, Int8Format) and fmt.source not in ("onnxruntime", "torch.ao"):
+            return f"int8 made by {fmt.source} has no ONNX form"
+        if isinstance(fmt, Int8Format) and fmt.source == "torch.ao" and fmt.activations == "dynamic":
+            return "torch.ao's dynamic int8 modules do not export to ONNX; ONNX Runtime quantizes dynamically itself"
+        if isinstance(fmt, LowBitFormat):
+            return next((f"layer {name}: {why}" for name, lw in fmt.layers.items()
+                         if (why := matmul_nbits.nbits_refusal(lw))), None)
+        return None
 
-        build = _BUILDERS.get(config.name)
-        if build is None:
-            raise Unsupported(f"method '{config.name}' has no ONNX Runtime path")
+    def realize(self, quantized, task, stem: Path) -> Realized:
+        """Write ``quantized`` (supported here) as an ``.onnx`` file and name the operators that run it."""
         path = stem.with_suffix(".onnx")
-        remove_onnx(path)
         saved = functools.cache(functools.partial(load_graph, path))  # the file, parsed once for all that reads it
-        realized = build(self, config, fp32, ctx, path, saved)
+        realized = _write(self, quantized, task, path, saved)
         ops = {"run": count_ops_run(path, torch.get_num_threads()), "saved": _op_counts(saved())}
         realized.kernel = f"{realized.kernel}: {', '.join(op for op in ops['run'] if _is_compute(op))}"
         realized.notes.append(f"ONNX Runtime runs {_count_text(ops['run'])} "
@@ -111,95 +116,51 @@ class OnnxRuntimeCPU:
         return peak_memory_bytes(path, inputs, threads, imports=_ORT_IMPORTS, load_and_run=_ORT_LOAD_AND_RUN)
 
 
-# --- one builder per method: each writes ``path``; ``saved()`` gives that file parsed (once) ---------
+# --- one writer per format: each writes ``path``; ``saved()`` gives that file parsed (once) ---------
 
 
-def _fp32(rt, config, fp32, ctx, path, saved) -> Realized:
+def _write(rt, quantized, task, path: Path, saved) -> Realized:
+    fmt, notes, details = quantized.format, list(quantized.notes), dict(quantized.details)
+    if quantized.graph is not None:  # written by ONNX Runtime's own quantizer, at this row's path
+        return Realized(path, f"onnxruntime CPU int8 {_int8_kind(fmt)} (MLAS)", 0.0, notes, details)
+    remove_onnx(path)
+    if isinstance(fmt, LowBitFormat):
+        return _lowbit(rt, quantized, task, path, saved)
     start = time.perf_counter()
-    export_onnx(fp32, ctx.task, path)
-    return Realized(path, "onnxruntime CPU fp32 (MLAS)", 0.0, [], {"onnx_export_seconds": time.perf_counter() - start})
+    export_onnx(quantized.module, task, path)
+    details["onnx_export_seconds"] = time.perf_counter() - start
+    if isinstance(fmt, Int8Format):
+        notes.append("the torch.ao int8 model exported as QuantizeLinear/DequantizeLinear around float ops: its int8 "
+                     "weights, scales and zero points as is")
+        return Realized(path, "onnxruntime CPU int8 QDQ from a torch.ao int8 model (MLAS)", 0.0, notes, details)
+    return Realized(path, "onnxruntime CPU fp32 (MLAS)", 0.0, notes, details)
 
 
-def _ptq_dynamic(rt, config, fp32, ctx, path, saved) -> Realized:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with exported(fp32, ctx.task) as source:
-        graph = load_graph(source)
-        start = time.perf_counter()
-        with quiet_ort_quantization():
-            quantize_dynamic(source, path, weight_type=QuantType.QInt8, per_channel=config.per_channel,
-                             reduce_range=_reduce_range(), op_types_to_quantize=["MatMul", "Gemm"],
-                             nodes_to_exclude=_unweighted_nodes(graph), use_external_data_format=is_large(graph))
-        seconds = time.perf_counter() - start
-    notes = [f"ONNX Runtime quantize_dynamic: int8 weights ({'per channel' if config.per_channel else 'per tensor'}), "
-             f"uint8 activations quantized per batch at run time; linear layers only (MatMul/Gemm with a weight; "
-             f"not the activation x activation products of attention), as the method defines" + _reduce_range_note()]
-    return Realized(path, "onnxruntime CPU int8 dynamic (MLAS)", seconds, notes)
+def _int8_kind(fmt: Int8Format) -> str:
+    return "dynamic" if fmt.activations == "dynamic" else "static QDQ"
 
 
-def _ptq_static(rt, config, fp32, ctx, path, saved) -> Realized:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    calib = ctx.task.calibration_inputs(config.calib_samples, config.calib_batch)
-    method = _OBSERVER_TO_ORT[config.observer]
-    extra = {"CalibStridedMinMax": 1}  # one batch at a time (see _CalibrationReader)
-    if config.observer == "percentile":
-        extra["CalibPercentile"] = config.percentile
-    with exported(fp32, ctx.task) as source:
-        graph = load_graph(source)
-        start = time.perf_counter()
-        with quiet_ort_quantization():
-            quantize_static(source, path, _CalibrationReader(input_types(graph), calib), quant_format=QuantFormat.QDQ,
-                            per_channel=config.per_channel, reduce_range=_reduce_range(),
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=getattr(CalibrationMethod, method), extra_options=extra,
-                            op_types_to_quantize=list(_LAYER_OPS),
-                            nodes_to_exclude=_unweighted_nodes(graph), use_external_data_format=is_large(graph))
-        seconds = time.perf_counter() - start
-    mapping = {"minmax": "MinMax", "histogram": "Entropy (KL divergence; torch's histogram observer minimizes L2 "
-                                                "error instead, so the ranges differ)",
-               "percentile": f"Percentile ({config.percentile})"}[config.observer]
-    notes = [f"ONNX Runtime quantize_static, QDQ format, calibrated on {sum(map(batch_rows, calib))} training samples; "
-             f"observer {config.observer} -> ORT CalibrationMethod.{mapping}; int8 weights "
-             f"({'per channel' if config.per_channel else 'per tensor'}), uint8 activations; layers with weights "
-             f"only (MatMul/Gemm/Conv)" + _reduce_range_note()]
-    return Realized(path, "onnxruntime CPU int8 static QDQ (MLAS)", seconds, notes)
-
-
-def _qat(rt, config, fp32, ctx, path, saved) -> Realized:
-    quantized, seconds = ctx.quantize(config, fp32)
-    export_onnx(quantized.module, ctx.task, path)
-    notes = quantized.notes + ["the torch int8 model (fine-tuned, converted) exported as QuantizeLinear/"
-                               "DequantizeLinear around float ops: its int8 weights, scales and zero points as is"]
-    return Realized(path, "onnxruntime CPU int8 QDQ from torch QAT (MLAS)", seconds, notes, quantized.details)
-
-
-def _lowbit(rt, config, fp32, ctx, path, saved) -> Realized:
-    from ..methods import Unsupported
-    from . import matmul_nbits
-
-    quantized, seconds = ctx.quantize(config, fp32)
-    try:
-        weights = {name: matmul_nbits.pack_lowbit(lw) for name, lw in quantized.packed.items()}
-    except NotRepresentable as e:
-        raise Unsupported(f"{config.label()} on onnxruntime: {e}") from None
-    absent = _write_nbits_graph(quantized.module, weights, ctx.task, rt.accuracy_level, path)
+def _lowbit(rt, quantized, task, path: Path, saved) -> Realized:
+    fmt = quantized.format
+    weights = {name: matmul_nbits.pack_lowbit(lw) for name, lw in fmt.layers.items()}
+    absent = _write_nbits_graph(quantized.module, weights, task, rt.accuracy_level, path)
     weights = matmul_nbits.read_nbits_weights(saved(), path.parent)  # what the file holds, checked below
-    _check_same_integers({name: lw for name, lw in quantized.packed.items() if name not in absent}, weights)
+    _check_same_integers({name: lw for name, lw in fmt.layers.items() if name not in absent}, weights)
     details = quantized.details | {"ort_accuracy_level": rt.accuracy_level, "same_integers_checked": True,
                                    "nbits_block_sizes": sorted({w.block_size for w in weights.values()}),
                                    "nbits_layers_not_in_graph": absent}
-    notes = quantized.notes + _nbits_notes(config.bits, weights, rt.accuracy_level) + _absent_notes(absent, ctx.task)
-    kernel = f"onnxruntime CPU MatMulNBits int{config.bits} accuracy_level {rt.accuracy_level} (MLAS)"
-    return Realized(path, kernel, seconds, notes, details)
+    bits = "/".join(map(str, fmt.bits))
+    notes = quantized.notes + _nbits_notes(bits, weights, rt.accuracy_level) + _absent_notes(absent, task)
+    kernel = f"onnxruntime CPU MatMulNBits int{bits} accuracy_level {rt.accuracy_level} (MLAS)"
+    scaled = [name for name, w in weights.items() if w.input_scale is not None]
+    kernel += f"; {len(scaled)} layer(s) multiply their input by a per-channel scale first" if scaled else ""
+    return Realized(path, kernel, 0.0, notes, details)
 
 
 def _write_nbits_graph(module: nn.Module, weights: dict, task, accuracy_level: int, path: Path) -> list[str]:
     """Export ``module``, put MatMulNBits on ``weights`` in place of their layers' MatMul/Gemm, save
     to ``path``; returns the quantized layers the exported graph does not contain."""
     import onnx
-
-    from . import matmul_nbits
 
     with exported(module, task) as source:
         model = onnx.load(source)
@@ -219,7 +180,7 @@ def _absent_notes(absent: list[str], task) -> list[str]:
             f"so the exporter leaves them out)"]
 
 
-def _nbits_notes(bits: int, weights: dict, accuracy_level: int) -> list[str]:
+def _nbits_notes(bits: str, weights: dict, accuracy_level: int) -> list[str]:
     blocks = "/".join(map(str, sorted({w.block_size for w in weights.values()})))
     level = {0: "0: fp32 compute on dequantized weights", 4: "4: activations quantized to int8 per block"}
     notes = [f"MatMulNBits fed with quantbench's {bits}-bit codes, zero points and fp16-rounded scales as they are "
@@ -229,11 +190,11 @@ def _nbits_notes(bits: int, weights: dict, accuracy_level: int) -> list[str]:
     if permuted:
         notes.append(f"act-order groups: a Gather puts the input columns of {', '.join(permuted)} in group order "
                      f"before MatMulNBits (same integers, permuted along K)")
+    floating = [name for name, w in weights.items() if w.zero_points is not None and w.zero_points.dtype != np.uint8]
+    if floating:
+        notes.append(f"float zero points as MatMulNBits' float32 zero_points input (not packed integers): "
+                     f"{', '.join(floating)}")
     return notes
-
-
-_BUILDERS = {"fp32": _fp32, "ptq-dynamic": _ptq_dynamic, "ptq-static": _ptq_static, "qat": _qat,
-             "rtn": _lowbit, "gptq": _lowbit}
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -302,71 +263,8 @@ def _session_input_types(session) -> dict[str, np.dtype]:
             for i in session.get_inputs()}
 
 
-@contextlib.contextmanager
-def quiet_ort_quantization():
-    """Hide the advice ORT's quantizers log on the root logger ('consider pre-processing')."""
-    root = logging.getLogger()
-
-    def from_ort(record: logging.LogRecord) -> bool:
-        return "onnxruntime" not in record.pathname
-
-    root.addFilter(from_ort)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # calibration progress prints
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.removeFilter(from_ort)
-
-
-class _CalibrationReader:
-    """ORT's CalibrationDataReader protocol over the task's calibration batches: ``get_next`` until
-    None, within the range ``set_range`` chose. With ``CalibStridedMinMax=1`` ORT's calibrators
-    (all of them, despite the name) collect one batch per range and merge the ranges / histograms:
-    one batch of activations in memory at a time, and batches may differ in shape (text batches
-    padded to their own longest sentence; a smaller last batch), which ORT cannot stack."""
-
-    def __init__(self, types: dict[str, np.dtype], batches: list):
-        self._batches = [to_feeds(b, types) for b in batches]
-        self.set_range(0, len(self._batches))
-
-    def __len__(self) -> int:
-        return len(self._batches)
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        self._feeds = iter(self._batches[start_index:end_index])
-
-    def get_next(self):
-        return next(self._feeds, None)
-
-
-def _unweighted_nodes(model) -> list[str]:
-    """Names of the MatMul/Gemm/Conv nodes of ``model`` whose second operand is not a weight (an
-    initializer): the activation x activation products of attention, which the int8 methods leave
-    in float (they quantize layers with weights)."""
-    graph = model.graph
-    weights = {t.name for t in graph.initializer}
-    return [n.name for n in graph.node if n.op_type in _LAYER_OPS and n.input[1] not in weights]
-
-
-def _reduce_range() -> bool:
-    """7-bit weights on x86 without VNNI: ORT's u8s8 kernels use VPMADDUBSW, which can saturate."""
-    from ..env import cpu_flags
-
-    flags = cpu_flags()
-    return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni"}
-
-
-def _reduce_range_note() -> str:
-    if not _reduce_range():
-        return ""
-    return "; 7-bit weights (reduce_range: no VNNI on this CPU, u8s8 products could saturate)"
-
-
 def _check_same_integers(packed: dict, weights: dict) -> None:
     """The MatMulNBits tensors, unpacked, hold exactly the LowBitWeight's codes, zeros and scales."""
-    from .matmul_nbits import block_groups, unpack_lowbit
-
     if set(packed) != set(weights):
         raise AssertionError(f"the file's MatMulNBits layers {sorted(weights)} are not the quantized ones "
                              f"{sorted(packed)}")
@@ -375,16 +273,14 @@ def _check_same_integers(packed: dict, weights: dict) -> None:
         codes, zeros, scales = unpack_lowbit(w)
         groups = block_groups(w.K, w.block_size, lw.group_size)
         same = (np.array_equal(codes, lw.q.numpy()) and np.array_equal(zeros, lw.zeros.numpy()[:, groups])
-                and np.array_equal(scales, lw.scales.float().numpy()[:, groups]))
+                and np.array_equal(scales, lw.scales.float().numpy()[:, groups])
+                and (w.input_scale is None) == (lw.input_scale is None)
+                and (lw.input_scale is None or np.array_equal(w.input_scale, lw.input_scale.float().numpy())))
         if not same:
             raise AssertionError(f"layer {name}: MatMulNBits tensors do not hold the quantbench integers")
 
 
-
-
 def _weight_out_in(module: nn.Module, name: str) -> np.ndarray:
-    from ..methods.lowbit.layers import get_weight_out_in
-
     return get_weight_out_in(module.get_submodule(name)).detach().float().numpy()
 
 

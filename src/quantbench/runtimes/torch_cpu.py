@@ -16,7 +16,6 @@
 After loading, traceable low-bit models are frozen TorchScript in memory too (kernel calls
 included), so they get the same treatment as the fp32 row.
 """
-import platform
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,21 +23,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..formats import Float8Format, Int8Format, LowBitFormat
+from ..formats.lowbit_file import fill_lowbit, read_lowbit, save_lowbit_model
+from ..kernels.int8_engine import (activate_int8_engine, choose_int8_engine, engine_kernel,
+                                   int8_engine_unavailable_reason)
+from ..kernels.weight_only import CPU_KERNELS, cpu_dense_layers, cpu_kernel_summary, cpu_layer, missing_cpu_kernel
 from ..measure.memory import peak_memory_bytes
 from ..quiet import quiet_torch_quantization
 from ..tasks.skeleton import build_skeleton
 from .base import RUNTIMES, Realized, Runner
-from .weight_only import CPU_KERNELS, cpu_dense_layers, cpu_kernel_summary, cpu_layer, missing_cpu_kernel
-
-_PREFERENCE = {"x86_64": ("x86", "fbgemm"), "amd64": ("x86", "fbgemm"),
-               "aarch64": ("qnnpack",), "arm64": ("qnnpack",)}
-_ENGINE_KERNELS = {"x86": "x86 engine (fbgemm/oneDNN)", "fbgemm": "fbgemm", "qnnpack": "qnnpack", "onednn": "oneDNN"}
-
-
-def choose_int8_engine() -> str | None:
-    supported = torch.backends.quantized.supported_engines
-    wanted = _PREFERENCE.get(platform.machine().lower(), ("x86", "fbgemm", "qnnpack"))
-    return next((e for e in wanted if e in supported), None)
 
 
 @RUNTIMES.register("torch-cpu")
@@ -59,30 +52,41 @@ class TorchCPU:
         return f"torch {torch.__version__}, fp32 as frozen TorchScript; {engine}; {lowbit}"
 
     def int8_unavailable_reason(self) -> str | None:
-        if self.engine is None:
-            return f"no int8 engine for {platform.machine()} in this torch build " \
-                   f"(supported: {torch.backends.quantized.supported_engines})"
-        return None
+        return int8_engine_unavailable_reason(self.engine)
 
     def activate(self) -> None:
-        if self.engine:
-            torch.backends.quantized.engine = self.engine
+        activate_int8_engine(self.engine)
 
     def kernel(self, op: str) -> str:
         """Name of what runs ``op`` (e.g. 'int8 dynamic linear') on this runtime."""
-        return f"torch {_ENGINE_KERNELS.get(self.engine, self.engine)} {op}"
+        return engine_kernel(self.engine, op)
 
-    def realize(self, config, fp32: nn.Module, ctx, stem: Path) -> Realized:
-        quantized, seconds = ctx.quantize(config, fp32)
-        path = self.save(quantized, ctx.task, stem)
-        kernel, notes = quantized.kernel, list(quantized.notes)
-        details = dict(quantized.details)
-        if quantized.packed:
-            dense = cpu_dense_layers(quantized.packed)
-            kernel, more = cpu_kernel_summary(quantized.packed, dense)
+    def supports(self, quantized) -> str | None:
+        """Why ``quantized``'s format cannot run here, or None: decided from the format alone."""
+        fmt = quantized.format
+        if isinstance(fmt, Float8Format):
+            return "float8: torch has no CPU float8 matmul kernel; it runs on CUDA GPUs of sm89+ (--runtime cuda)"
+        if isinstance(fmt, Int8Format):
+            if fmt.source != "torch.ao":
+                return f"int8 made by {fmt.source}: torch-cpu runs the int8 models of torch.ao's quantizers"
+            return self.int8_unavailable_reason()
+        return None
+
+    def realize(self, quantized, task, stem: Path) -> Realized:
+        """Write ``quantized`` (supported here) as this runtime's artifact and name the kernel that runs it."""
+        path = self.save(quantized, task, stem)
+        notes, details = list(quantized.notes), dict(quantized.details)
+        fmt = quantized.format
+        if isinstance(fmt, LowBitFormat):
+            dense = cpu_dense_layers(fmt.layers)
+            kernel, more = cpu_kernel_summary(fmt.layers, dense)
             notes += more
-            details |= {"dense_lowbit_layers": list(dense), "fp32_kernel_only": len(dense) == len(quantized.packed)}
-        return Realized(path, kernel, seconds, notes, details)
+            details |= {"dense_lowbit_layers": list(dense), "fp32_kernel_only": len(dense) == len(fmt.layers)}
+        elif isinstance(fmt, Int8Format):
+            kernel = self.kernel(f"int8 {fmt.activations} linear" + ("/conv" if fmt.activations == "static" else ""))
+        else:
+            kernel = f"torch fp32 dense ({'frozen TorchScript' if task.traceable else 'eager'})"
+        return Realized(path, kernel, 0.0, notes, details)
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
         batch = task.latency_input(batch_size)
@@ -100,15 +104,20 @@ class TorchCPU:
                                      load_and_run=_PROBE_LOAD_AND_RUN)
 
     def save(self, quantized, task, stem: Path) -> Path:
-        """Write the artifact of ``quantized`` (a methods.Quantized) and return its path."""
+        """Write the artifact of ``quantized`` (a methods.Quantized; its notes and details get what the
+        file holds) and return its path: frozen TorchScript, a pickled torch.ao module (untraceable
+        tasks), or safetensors (low-bit layers; fp32 of untraceable tasks)."""
         self.activate()
-        if not task.traceable and _has_torch_int8(quantized.module):
+        if not task.traceable and isinstance(quantized.format, Int8Format):
             path = stem.with_suffix(".pth")
             with quiet_torch_quantization():
                 torch.save(quantized.module, path)
             return path
-        if quantized.packed is not None or not task.traceable:
-            return _save_safetensors(quantized, stem.with_suffix(".safetensors"))
+        if isinstance(quantized.format, LowBitFormat) or not task.traceable:
+            path = stem.with_suffix(".safetensors")
+            fmt = quantized.format if isinstance(quantized.format, LowBitFormat) else None
+            quantized.notes += save_lowbit_model(quantized.module, fmt, path, quantized.details)
+            return path
         path = stem.with_suffix(".pt")
         with torch.no_grad(), quiet_torch_quantization():
             torch.jit.save(_freeze(quantized.module, task.example_input), str(path))
@@ -127,8 +136,6 @@ class TorchCPU:
 def lowbit_runner(path: Path, skeleton: nn.Module, example: torch.Tensor | None) -> "_Runner":
     """The low-bit artifact in ``skeleton`` (built on any device, "meta" too) with torch's CPU
     weight-only kernels; frozen TorchScript when an ``example`` input is given."""
-    from ..methods.lowbit.artifact import fill_lowbit, read_lowbit
-
     module = fill_lowbit(skeleton, *read_lowbit(path), make_layer=cpu_layer)
     return _Runner(module if example is None else _freeze(module, example))
 
@@ -158,7 +165,7 @@ _PROBE_IMPORTS = """import torch
 torch.set_num_threads(threads)
 if option != "none": torch.backends.quantized.engine = option
 from quantbench.runtimes import torch_cpu
-import importlib, quantbench.methods.lowbit.artifact
+import importlib, quantbench.formats.lowbit_file
 for module in shape["modules"]: importlib.import_module(module)
 skeleton = torch.load(shape["skeleton"], weights_only=False) if shape["skeleton"] else None
 x = torch_cpu.probe_batch(shape["batch"])
@@ -172,20 +179,6 @@ run(x)"""
 """Safetensors artifacts are filled into a skeleton (parameters on "meta", so the baseline holds no
 weights) and run eagerly: freezing would add TorchScript's one-off compile memory, which the fp32
 row's artifact (frozen before saving) does not pay either. Pickled modules are loaded whole."""
-
-
-def _has_torch_int8(module: nn.Module) -> bool:
-    return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in module.modules())
-
-
-def _save_safetensors(quantized, path: Path) -> Path:
-    from ..methods.lowbit.artifact import save_lowbit
-
-    breakdown = save_lowbit(quantized.module, quantized.packed or {}, quantized.format_config, path)
-    quantized.details["size_breakdown"] = vars(breakdown) | {"metadata_bytes": breakdown.metadata_bytes}
-    if quantized.packed:
-        quantized.notes.append(breakdown.describe(fp32_bytes=4 * sum(lw.q.numel() for lw in quantized.packed.values())))
-    return path
 
 
 def _freeze(module: nn.Module, example: torch.Tensor):

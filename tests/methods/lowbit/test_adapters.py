@@ -7,11 +7,10 @@ from torch import nn
 transformers = pytest.importorskip("transformers")
 
 from quantbench.methods.lowbit.adapters import SEQUENTIAL_GROUPS, find_blocks, split_sequential_groups
+from quantbench.formats.layout import get_weight_out_in, set_weight_out_in
 from quantbench.methods.lowbit.layers import (
     find_quantizable_layers,
-    get_weight_out_in,
     is_quantizable,
-    set_weight_out_in,
 )
 
 VOCAB, HIDDEN, LAYERS, HEADS, INTERMEDIATE = 128, 64, 2, 4, 128

@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from quantbench.methods.lowbit import artifact
+from quantbench.formats import lowbit_file as artifact
 from quantbench.methods.lowbit.api import RTNConfig, _rtn_layer
-from quantbench.methods.lowbit.artifact import artifact_holds, save_lowbit
+from quantbench.formats.lowbit_file import artifact_holds, save_lowbit
 
 RTN = RTNConfig(bits=4, group_size=16)
 
@@ -59,7 +59,7 @@ def test_saving_refuses_scales_the_file_cannot_hold_before_writing(saved):
     path.unlink()
     lw = packed["0"]
     exact_in_fp32_only = {"0": type(lw)(lw.q, lw.scales + 1e-7, lw.zeros, lw.g_idx, lw.bits, lw.group_size)}
-    with pytest.raises(ValueError, match="scales of 0 are not fp16 values"):
+    with pytest.raises(ValueError, match="scales or float zero points of 0 are not fp16 values"):
         save_lowbit(model, exact_in_fp32_only, RTN.format_config(), path)
     assert not path.exists()
 

@@ -12,7 +12,8 @@ from quantbench.methods.lowbit.adapters import find_blocks
 from quantbench.methods.lowbit.driver import quantize_model
 from quantbench.methods.lowbit.gptq import accumulate_hessian, gptq_quantize
 from quantbench.methods.lowbit.grid import rtn_quantize
-from quantbench.methods.lowbit.layers import find_quantizable_layers, get_weight_out_in
+from quantbench.formats.layout import get_weight_out_in
+from quantbench.methods.lowbit.layers import find_quantizable_layers
 
 from .test_adapters import FAMILIES, VOCAB, tiny_model
 

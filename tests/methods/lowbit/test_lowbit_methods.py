@@ -5,7 +5,7 @@ import torch
 
 from quantbench.config import parse_methods
 from quantbench.methods import Context, apply_method
-from quantbench.methods.lowbit.artifact import load_lowbit
+from quantbench.formats.lowbit_file import load_lowbit
 from quantbench.runtimes import TorchCPU
 from quantbench.tasks import build_task
 from quantbench.tasks.train import trained_fp32
@@ -19,7 +19,7 @@ def mlp(tmp_path_factory):
 
 
 def quantize(spec, task, model):
-    return apply_method(parse_methods(spec)[0], model, Context(task, TorchCPU(), progress=False))
+    return apply_method(parse_methods(spec)[0], model, Context(task, progress=False))
 
 
 @pytest.mark.parametrize("spec", ["rtn:bits=2", "rtn:bits=3,group_size=32", "rtn", "rtn:bits=8,sym=true",
@@ -56,7 +56,7 @@ def test_saved_size_is_within_2_percent_of_theory(bits, mlp, tmp_path):
 def test_head_is_kept_and_reported(mlp):
     task, model = mlp
     q = quantize("rtn", task, model)
-    assert set(q.packed) == {"0", "2"}
+    assert set(q.format.layers) == {"0", "2"}
     assert any("kept fp32" in n and "4" in n for n in q.notes)
 
 
@@ -80,7 +80,7 @@ def test_gptq_records_damping(mlp):
 def test_skip_pattern_keeps_a_layer(mlp):
     task, model = mlp
     q = quantize("rtn:skip=0", task, model)
-    assert set(q.packed) == {"2"}
+    assert set(q.format.layers) == {"2"}
 
 
 def test_bad_options_are_user_errors():
@@ -96,7 +96,7 @@ def test_gpt2_conv1d_artifact_round_trip(tmp_path):
     """GPT-2 stores Conv1D weights [in, out] and ties lm_head to the embeddings."""
     transformers = pytest.importorskip("transformers")
     from quantbench.methods.lowbit.api import RTNConfig, _rtn_layer
-    from quantbench.methods.lowbit.artifact import save_lowbit
+    from quantbench.formats.lowbit_file import save_lowbit
     from quantbench.methods.lowbit.driver import quantize_model
     from quantbench.methods.lowbit.layers import find_quantizable_layers
 

@@ -4,7 +4,7 @@ import torch
 
 from quantbench.methods.lowbit.gptq import accumulate_hessian, gptq_quantize
 from quantbench.methods.lowbit.grid import LowBitWeight, rtn_quantize
-from quantbench.methods.lowbit.packing import (
+from quantbench.formats.gptq_packing import (
     count_v1_unrepresentable_zeros,
     from_gptq_tensors,
     pack_along_rows,

@@ -2,7 +2,7 @@
 
 from .gptq import GPTQCholeskyError, GPTQInfo, accumulate_hessian, gptq_quantize
 from .grid import LowBitWeight, dequantize_codes, quantize_codes, rtn_quantize, scale_zero_minmax
-from .packing import from_gptq_tensors, pack_along_rows, to_gptq_tensors, unpack_rows
+from ...formats.gptq_packing import from_gptq_tensors, pack_along_rows, to_gptq_tensors, unpack_rows
 
 __all__ = [
     "GPTQCholeskyError",

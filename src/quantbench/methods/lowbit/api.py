@@ -8,9 +8,10 @@ from torch import nn
 
 from ...config import MethodConfig, option, register_method
 from ...errors import UserError
+from ...formats import LowBitFormat
 from ...tasks.base import batch_rows
 from ..base import Context, Quantized, Unsupported, quantizes
-from .artifact import lowbit_fingerprint
+from ...formats.lowbit_file import lowbit_fingerprint
 from .driver import quantize_model
 from .gptq import gptq_quantize
 from .grid import LowBitWeight, rtn_quantize
@@ -104,9 +105,7 @@ def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Qua
         raised = [name for name, (_, i) in done.items() if i["damp_used"] > config.damp]
         notes += [f"Cholesky failed at damp={config.damp} for {', '.join(raised)}: damping raised up to "
                   f"{details['max_damp_used']:g}"] if raised else []
-    kernel = f"packed int{config.bits} weight-only (each runtime says which kernel runs it)"
-    return Quantized(model, kernel=kernel, notes=notes, details=details, packed=packed,
-                     format_config=config.format_config())
+    return Quantized(model, LowBitFormat(packed, config.format_config()), notes=notes, details=details)
 
 
 def skipped_notes(skipped: list[tuple[str, str]]) -> list[str]:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .adapters import find_adapter, split_sequential_groups
 from .gptq import accumulate_hessian
 from .grid import LowBitWeight
-from .layers import get_weight_out_in, set_weight_out_in
+from ...formats.layout import get_weight_out_in, set_weight_out_in
 
 QuantizeLayer = Callable[[str, torch.Tensor, "torch.Tensor | None"], "tuple[LowBitWeight, dict]"]
 """(layer name, weight [out, in] float32, Hessian [in, in] or None) -> (LowBitWeight, info dict)."""

@@ -10,84 +10,9 @@ This module is pure tensor math; it depends on torch only (and raises quantbench
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ...errors import NotRepresentable
-
-
-@dataclass(frozen=True)
-class LowBitWeight:
-    """A weight matrix [out_features, in_features] as integer codes plus per-group grids.
-
-    ``q``: uint8 codes [out, in]; ``scales`` float32 [out, n_groups]; ``zeros`` [out, n_groups]
-    (integer values, float or int dtype); ``g_idx`` int32 [in], the group of each input column;
-    ``group_size`` -1 means one group per row.
-    """
-
-    q: torch.Tensor
-    scales: torch.Tensor
-    zeros: torch.Tensor
-    g_idx: torch.Tensor
-    bits: int
-    group_size: int
-
-    def __post_init__(self) -> None:
-        out_features, in_features = self.q.shape
-        if self.q.dtype != torch.uint8:
-            raise ValueError(f"q must be torch.uint8, got {self.q.dtype}")
-        if self.scales.shape != self.zeros.shape or self.scales.shape[0] != out_features:
-            raise ValueError(
-                f"scales {tuple(self.scales.shape)} and zeros {tuple(self.zeros.shape)} "
-                f"must both be [out_features={out_features}, n_groups]"
-            )
-        if self.g_idx.shape != (in_features,):
-            raise ValueError(f"g_idx must be [in_features={in_features}], got {tuple(self.g_idx.shape)}")
-        _check_bits(self.bits)
-
-    @property
-    def n_groups(self) -> int:
-        return self.scales.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.q.shape[0]
-
-    @property
-    def in_features(self) -> int:
-        return self.q.shape[1]
-
-    @property
-    def group_width(self) -> int:
-        """Columns per group: ``group_size``, or every column for a per-row grid."""
-        return self.in_features if self.group_size == -1 else self.group_size
-
-    def column_order(self) -> torch.Tensor | None:
-        """None when group g covers columns [g * width, (g + 1) * width) already; else the
-        permutation of input columns (int64 [in]) that makes the groups such contiguous runs
-        (act-order GPTQ). ``NotRepresentable`` when no permutation does (groups of other sizes)."""
-        g_idx = self.g_idx.long()
-        contiguous = torch.arange(self.in_features) // self.group_width
-        if torch.equal(g_idx, contiguous):
-            return None
-        perm = torch.argsort(g_idx, stable=True)
-        if not torch.equal(g_idx[perm], contiguous):
-            raise NotRepresentable(f"g_idx does not make groups of {self.group_width} columns, even after a "
-                                   f"column permutation")
-        return perm
-
-    def dequantize(self) -> torch.Tensor:
-        """W[n, k] = scales[n, g_idx[k]] * (q[n, k] - zeros[n, g_idx[k]]), float32 [out, in]."""
-        group = self.g_idx.long()
-        scale = self.scales.float()[:, group]
-        zero = self.zeros.float()[:, group]
-        return dequantize_codes(self.q, scale, zero)
-
-
-def max_code(bits: int) -> int:
-    """Largest integer code of a ``bits``-bit grid: 2**bits - 1."""
-    return (1 << bits) - 1
+from ...formats.lowbit import LowBitWeight, check_bits, max_code
 
 
 def scale_zero_minmax(w: torch.Tensor, bits: int, sym: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +24,7 @@ def scale_zero_minmax(w: torch.Tensor, bits: int, sym: bool) -> tuple[torch.Tens
     symmetric row with no negative value, which wastes half the grid; here the range is
     always [-max|w|, max|w|].) An all-zero row gets the range [-1, 1], so no NaN or inf.
     """
-    _check_bits(bits)
+    check_bits(bits)
     maxq = max_code(bits)
     w = w.float()
     lo = w.amin(dim=-1).clamp(max=0.0)
@@ -139,7 +64,7 @@ def rtn_quantize(w: torch.Tensor, bits: int, group_size: int = -1, sym: bool = F
     Group g covers input columns [g * group_size, (g + 1) * group_size); when in_features is not
     a multiple of group_size the last group is smaller.
     """
-    _check_bits(bits)
+    check_bits(bits)
     w = w.detach().float()
     out_features, in_features = w.shape
     starts = group_starts(in_features, group_size)
@@ -169,11 +94,6 @@ def group_index(in_features: int, group_size: int, device: torch.device | str | 
     _check_group_size(group_size)
     k = torch.arange(in_features, dtype=torch.int32, device=device)
     return torch.zeros_like(k) if group_size == -1 else k // group_size
-
-
-def _check_bits(bits: int) -> None:
-    if not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise ValueError(f"bits must be an int in 1..8, got {bits!r}")
 
 
 def _check_group_size(group_size: int) -> None:

@@ -10,12 +10,12 @@ other weighted layers (Conv2d, Embedding, ...), which are reported with the reas
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from functools import cache
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ...formats.layout import is_conv1d
 from .adapters import find_blocks
 
 HEAD_NAMES = ("lm_head", "classifier", "score", "qa_outputs")
@@ -51,26 +51,7 @@ def find_quantizable_layers(
 
 def is_quantizable(module: nn.Module) -> bool:
     """True for nn.Linear and transformers' Conv1D."""
-    return isinstance(module, nn.Linear) or _is_conv1d(module)
-
-
-def get_weight_out_in(layer: nn.Module) -> torch.Tensor:
-    """The layer's weight as [out_features, in_features] (a view for Conv1D, stored [in, out])."""
-    return layer.weight.T if _is_conv1d(layer) else layer.weight
-
-
-def in_layer_layout(layer: nn.Module, w: torch.Tensor) -> torch.Tensor:
-    """w [out, in] as the layer stores its weight ([in, out] for Conv1D), contiguous."""
-    return w.T.contiguous() if _is_conv1d(layer) else w
-
-
-def set_weight_out_in(layer: nn.Module, w: torch.Tensor) -> None:
-    """Write w [out, in] into the layer's weight, keeping its dtype, device and layout."""
-    target = get_weight_out_in(layer)
-    if tuple(w.shape) != tuple(target.shape):
-        raise ValueError(f"weight must be {tuple(target.shape)} [out, in], got {tuple(w.shape)}")
-    with torch.no_grad():
-        target.copy_(w)
+    return isinstance(module, nn.Linear) or is_conv1d(module)
 
 
 def _skip_reason(name, module, heads, owners, skip, only) -> str | None:
@@ -111,17 +92,3 @@ def _weight_owners(model: nn.Module) -> dict[int, list[str]]:
         if isinstance(weight, torch.Tensor) and name not in owners.setdefault(id(weight), []):
             owners[id(weight)].append(name)
     return owners
-
-
-def _is_conv1d(module: nn.Module) -> bool:
-    conv1d = _conv1d_class()
-    return conv1d is not None and isinstance(module, conv1d)
-
-
-@cache
-def _conv1d_class() -> type | None:
-    try:
-        from transformers.pytorch_utils import Conv1D
-    except ImportError:  # transformers is optional
-        return None
-    return Conv1D

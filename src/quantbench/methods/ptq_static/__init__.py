@@ -1,17 +1,18 @@
 """Static PTQ: int8 weights and activations, ranges calibrated on a calibration split
-(a slice of the training data, never the test split); conv/bn/relu and linear/relu fused."""
+(a slice of the training data, never the test split); conv/bn/relu and linear/relu fused (torch.ao
+FX here; ONNX Runtime's own calibrating quantizer in ``onnxruntime.py``)."""
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import MethodConfig, option, register_method
-from ..errors import UserError
-from ..quiet import quiet_torch_quantization
-from .base import Context, Quantized, quantizes
-from .int8_modules import float_layers_note, require_int8_engine, require_traceable
-from .observers import activation_observer
+from ...config import MethodConfig, option, register_method
+from ...errors import UserError
+from ...quiet import quiet_torch_quantization
+from ..base import Context, Quantized, quantizes
+from ..int8_modules import float_layers_note, require_int8_engine, require_traceable, torch_int8_format
+from ..observers import activation_observer
 
 
 @register_method("ptq-static", "int8 weights and activations, calibrated ranges, fused conv/bn/relu")
@@ -44,7 +45,7 @@ def static_qconfig_mapping(config: PTQStaticConfig, engine: str):
 def quantize_static_int8(config: PTQStaticConfig, model: nn.Module, ctx: Context) -> Quantized:
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    engine = require_int8_engine(ctx)
+    engine = require_int8_engine()
     require_traceable(ctx, "static int8 (FX graph mode)")
     calib = ctx.task.calibration_inputs(config.calib_samples, config.calib_batch)
     with quiet_torch_quantization():
@@ -53,7 +54,7 @@ def quantize_static_int8(config: PTQStaticConfig, model: nn.Module, ctx: Context
         q = convert_fx(prepared)
     notes = [f"calibrated on {sum(len(b) for b in calib)} training samples with the {config.observer} observer"]
     notes += float_layers_note(q, "not convertible by FX static quantization")
-    return Quantized(q, kernel=ctx.runtime.kernel("int8 static linear/conv"), notes=notes)
+    return Quantized(q, torch_int8_format(q, "static", config.per_channel), notes=notes)
 
 
 @torch.no_grad()
@@ -61,3 +62,6 @@ def calibrate(prepared: nn.Module, batches: list[torch.Tensor], progress: bool) 
     prepared.eval()
     for batch in tqdm(batches, desc="calibrate", disable=not progress, leave=False, unit="batch"):
         prepared(batch)
+
+
+from . import onnxruntime  # noqa: E402,F401  (registers the runtime-native handler)

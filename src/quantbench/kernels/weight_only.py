@@ -39,7 +39,7 @@ from torch import nn
 from ..errors import NotRepresentable
 
 if TYPE_CHECKING:  # methods import runtimes; keep this module free of that cycle
-    from ..methods.lowbit.grid import LowBitWeight
+    from ..formats.lowbit import LowBitWeight
 
 TINYGEMM_GROUP_SIZES = (256, 128, 64, 32)
 """Group sizes the tinygemm kernel is compiled for, largest first."""
@@ -290,8 +290,34 @@ class Int8WeightOnlyLinear(_WeightOnlyLinear):
 def weight_only_module(lw: LowBitWeight, bias: torch.Tensor | None, device: torch.device) -> nn.Module:
     """The module that runs ``lw`` on ``device``; ``NotRepresentable`` with the reason when none can."""
     if lw.bits == 8:
-        return Int8WeightOnlyLinear(int8_weight_only(lw), bias, device)
-    return TinygemmLinear(tinygemm_weight(lw), bias, device)
+        module = Int8WeightOnlyLinear(int8_weight_only(lw), bias, device)
+    else:
+        module = TinygemmLinear(tinygemm_weight(lw), bias, device)
+    return with_input_scale(module, lw, device)
+
+
+class InputScaledLinear(nn.Module):
+    """``x / input_scale`` before a weight-only layer whose codes hold W * input_scale (AWQ's scales
+    where they could not be folded into the previous op): one elementwise multiply per call."""
+
+    def __init__(self, inner: nn.Module, input_scale: torch.Tensor, device: torch.device):
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("inverse_scale", (1.0 / input_scale.float()).to(device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x * self.inverse_scale.to(x.dtype))
+
+
+def with_input_scale(module: nn.Module, lw: LowBitWeight, device: torch.device) -> nn.Module:
+    """``module`` (running ``lw``'s codes), preceded by ``lw``'s input scaling when it has one."""
+    return module if lw.input_scale is None else InputScaledLinear(module, lw.input_scale, device)
+
+
+def input_scale_kernel_note(layers: dict[str, LowBitWeight]) -> str:
+    """The kernel string's mention of the per-input-channel scales that ``layers`` apply at run time."""
+    scaled = sum(lw.input_scale is not None for lw in layers.values())
+    return f"; {scaled} layer(s) multiply their input by a per-channel scale first" if scaled else ""
 
 
 CPU_KERNELS = {4: "_weight_int4pack_mm_for_cpu", 8: "_weight_int8pack_mm"}
@@ -335,6 +361,7 @@ def cpu_kernel_summary(packed: dict[str, LowBitWeight], dense: dict[str, str]) -
         return fp32, [f"no CPU low-bit kernel takes these grids: {_first_reason(dense)}"]
     kernel = ("torch int8 weight-only (aten._weight_int8pack_mm)" if bits == [8] else
               "torch int4 weight-only tinygemm (aten._weight_int4pack_mm_for_cpu)") + ", bf16 activations"
+    kernel += input_scale_kernel_note({name: lw for name, lw in packed.items() if name not in dense})
     notes = ["the quantized layers cast their inputs to bf16 for the low-bit kernel (fp32 accumulation, "
              "fp32 outputs); the other ops run in fp32"]
     if any(lw.bits < 4 for lw in packed.values()):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 INSTALL_HINT = "pip install 'quantbench[cuda]'"
 INT_MM_MIN_ROWS = 17
 """cuBLAS int8 GEMM (``torch._int_mm``) refuses fewer rows; torchao then falls back to fp32 matmul."""
@@ -75,3 +77,37 @@ def _version_tuple(version: str) -> tuple[int, ...]:
             break
         parts.append(int(digits))
     return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how rows run: device, compute dtype, GPU capability and the torchao installed."""
+
+    device: torch.device
+    dtype: torch.dtype
+    capability: tuple[int, int] | None
+    torchao: str | None
+    gpu: str
+    compile: bool = False
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def dense_kind(self) -> str:
+        return DTYPE_KINDS[self.dtype_name]
+
+    def reason(self, kind: str) -> str | None:
+        return kernel_unavailable_reason(kind, self.capability, self.torchao, self.dtype_name)
+
+    def details(self) -> dict:
+        return {"gpu": self.gpu, "capability": sm(self.capability) if self.capability else None,
+                "torch": torch.__version__, "torch_cuda": torch.version.cuda, "torchao": self.torchao,
+                "dtype": self.dtype_name, "compile": self.compile}
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work (nothing on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

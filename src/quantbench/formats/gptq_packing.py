@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from .grid import LowBitWeight, max_code
+from .lowbit import LowBitWeight, max_code
 
 _WORD_BITS = 32
 _CHECKPOINT_FORMATS = {"gptq": 1, "gptq_v2": 0}  # offset subtracted from zeros when stored
@@ -77,19 +77,23 @@ def unpack_rows(packed: torch.Tensor, bits: int, K: int) -> torch.Tensor:
 
 
 def to_gptq_tensors(lw: LowBitWeight, checkpoint_format: str = "gptq") -> dict[str, torch.Tensor]:
-    """The checkpoint tensors qweight, qzeros, scales, g_idx of ``lw`` (see the module doc)."""
-    offset = _zero_offset(checkpoint_format)
-    zeros = _integer_zeros(lw)
-    stored_zeros = (zeros - offset) & max_code(lw.bits)
+    """The checkpoint tensors qweight, qzeros, scales, g_idx of ``lw`` (see the module doc). Two
+    extensions the GPTQ format lacks: float zero points (HQQ's) are stored as ``zeros`` fp16
+    [n_groups, out] in place of ``qzeros``; a per-input-channel scale (AWQ's, unfolded) as
+    ``input_scale`` fp32 [in]."""
     scales = lw.scales.float().T.contiguous().half()
     if not bool(torch.isfinite(scales).all()):
         raise ValueError("a scale overflows float16; the GPTQ format stores fp16 scales")
-    return {
-        "qweight": pack_along_rows(lw.q.T, lw.bits),
-        "qzeros": pack_along_rows(stored_zeros, lw.bits).T.contiguous(),
-        "scales": scales,
-        "g_idx": lw.g_idx.to(torch.int32).contiguous(),
-    }
+    tensors = {"qweight": pack_along_rows(lw.q.T, lw.bits), "scales": scales,
+               "g_idx": lw.g_idx.to(torch.int32).contiguous()}
+    if lw.float_zeros:
+        tensors["zeros"] = lw.zeros.float().T.contiguous().half()
+    else:
+        stored_zeros = (_integer_zeros(lw) - _zero_offset(checkpoint_format)) & max_code(lw.bits)
+        tensors["qzeros"] = pack_along_rows(stored_zeros, lw.bits).T.contiguous()
+    if lw.input_scale is not None:
+        tensors["input_scale"] = lw.input_scale.float().contiguous()
+    return tensors
 
 
 def from_gptq_tensors(
@@ -101,13 +105,17 @@ def from_gptq_tensors(
     checkpoint_format: str = "gptq",
 ) -> LowBitWeight:
     """The LowBitWeight stored in GPTQ checkpoint tensors; scales come back as fp16 values."""
-    offset = _zero_offset(checkpoint_format)
     q = unpack_rows(tensors["qweight"], bits, in_features).T.to(torch.uint8).contiguous()
-    stored_zeros = unpack_rows(tensors["qzeros"].T, bits, out_features)
-    zeros = ((stored_zeros + offset) & max_code(bits)).float()
+    if "zeros" in tensors:
+        zeros = tensors["zeros"].float().T.contiguous()
+    else:
+        stored_zeros = unpack_rows(tensors["qzeros"].T, bits, out_features)
+        zeros = ((stored_zeros + _zero_offset(checkpoint_format)) & max_code(bits)).float()
     scales = tensors["scales"].float().T.contiguous()
     g_idx = tensors["g_idx"].to(torch.int32)
-    return LowBitWeight(q, scales, zeros, g_idx, bits, group_size)
+    input_scale = tensors.get("input_scale")
+    return LowBitWeight(q, scales, zeros, g_idx, bits, group_size,
+                        None if input_scale is None else input_scale.float())
 
 
 def count_v1_unrepresentable_zeros(lw: LowBitWeight) -> int:

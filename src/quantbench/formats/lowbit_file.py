@@ -16,13 +16,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .grid import LowBitWeight
-from ...tasks.skeleton import place_state, replace_module
-from .layers import get_weight_out_in, in_layer_layout
-from .packing import count_v1_unrepresentable_zeros, from_gptq_tensors, to_gptq_tensors
+from .lowbit import LowBitWeight
+from ..tasks.skeleton import place_state, replace_module
+from .layout import get_weight_out_in, in_layer_layout
+from .gptq_packing import count_v1_unrepresentable_zeros, from_gptq_tensors, to_gptq_tensors
 
 FORMAT = "quantbench-lowbit-v1"
-_PACKED = ("qweight", "qzeros", "scales", "g_idx")
+_PACKED = ("qweight", "qzeros", "zeros", "scales", "g_idx", "input_scale")
+"""Every tensor a quantized layer may store (``to_gptq_tensors``): zeros in place of qzeros for float
+zero points, input_scale for an unfolded per-input-channel scale."""
 
 
 @dataclass
@@ -52,11 +54,12 @@ def save_lowbit(model: nn.Module, packed: dict[str, LowBitWeight], config: dict,
     The file's quantized layers are read back and must equal ``packed``'s, so the fingerprint recorded
     when quantizing (``lowbit_sha256``) is the one of the file a row measures.
     The file stores scales as fp16: scales that fp16 does not hold exactly are refused before writing."""
-    inexact = [name for name, lw in packed.items() if not torch.equal(lw.scales.float(), lw.scales.half().float())]
+    inexact = [name for name, lw in packed.items() if not _fp16_exact(lw)]
     if inexact:
-        raise ValueError(f"scales of {', '.join(inexact[:3])} are not fp16 values: the file would hold other weights "
-                         f"than the quantized ones (round the scales to fp16 when quantizing, as rtn/gptq do)")
-    fmt = "gptq" if all(count_v1_unrepresentable_zeros(lw) == 0 for lw in packed.values()) else "gptq_v2"
+        raise ValueError(f"scales or float zero points of {', '.join(inexact[:3])} are not fp16 values: the file "
+                         f"would hold other weights than the quantized ones (round them to fp16 when quantizing)")
+    integer = [lw for lw in packed.values() if not lw.float_zeros]
+    fmt = "gptq" if all(count_v1_unrepresentable_zeros(lw) == 0 for lw in integer) else "gptq_v2"
     tensors = {k: v.detach().contiguous() for k, v in _shared_free(model.state_dict()).items()}
     for name, lw in packed.items():
         tensors.pop(_weight_key(name), None)
@@ -94,11 +97,12 @@ def read_lowbit(path: Path, packed_only: bool = False) -> tuple[dict[str, LowBit
             raise ValueError(f"{path} is not a {FORMAT} artifact")
         config = json.loads(meta["quantization_config"])
         layers = json.loads(meta["layers"])
-        keys = [f"{name}.{k}" for name in layers for k in _PACKED] if packed_only else f.keys()
+        stored = set(f.keys())
+        keys = [f"{name}.{k}" for name in layers for k in _PACKED if f"{name}.{k}" in stored] if packed_only else stored
         tensors = {k: f.get_tensor(k) for k in keys}
     packed = {}
     for name, (out_features, in_features) in layers.items():
-        parts = {k: tensors.pop(f"{name}.{k}") for k in _PACKED}
+        parts = {k: tensors.pop(f"{name}.{k}") for k in _PACKED if f"{name}.{k}" in tensors}
         packed[name] = from_gptq_tensors(parts, config["bits"], config["group_size"], in_features, out_features,
                                          config["checkpoint_format"])
     return packed, tensors
@@ -176,15 +180,36 @@ def lowbit_fingerprint(packed: dict[str, LowBitWeight]) -> str:
 
 
 def _grid_tensors(lw: LowBitWeight) -> tuple[torch.Tensor, ...]:
-    """What identifies a quantized layer: its codes, zero points, scales and g_idx, in fixed dtypes."""
-    return lw.q, lw.zeros.float(), lw.scales.float(), lw.g_idx.int()
+    """What identifies a quantized layer: its codes, zero points, scales, g_idx and input scale (when it
+    has one), in fixed dtypes."""
+    grid = (lw.q, lw.zeros.float(), lw.scales.float(), lw.g_idx.int())
+    return grid if lw.input_scale is None else grid + (lw.input_scale.float(),)
+
+
+def _fp16_exact(lw: LowBitWeight) -> bool:
+    """Whether the scales (and float zero points) are fp16 values, as the file stores them."""
+    held = [lw.scales] + ([lw.zeros] if lw.float_zeros else [])
+    return all(torch.equal(t.float(), t.half().float()) for t in held)
 
 
 def theoretical_bytes(lw: LowBitWeight) -> int:
-    """bits x weights + per group an fp16 scale and a bits-wide zero, + an int32 group index per column."""
+    """bits x weights + per group an fp16 scale and a bits-wide zero (fp16 when float), + an int32 group
+    index per column (and an fp32 input scale per column when there is one)."""
     codes = lw.out_features * lw.in_features * lw.bits / 8
-    grids = lw.out_features * lw.n_groups * (2 + lw.bits / 8)
-    return int(codes + grids + 4 * lw.in_features)
+    grids = lw.out_features * lw.n_groups * (2 + (2 if lw.float_zeros else lw.bits / 8))
+    per_column = 4 + (4 if lw.input_scale is not None else 0)
+    return int(codes + grids + per_column * lw.in_features)
+
+
+def save_lowbit_model(module: nn.Module, fmt, path: Path, details: dict) -> list[str]:
+    """Write ``module`` with ``fmt``'s layers (a LowBitFormat, or None: every tensor as is) to ``path``;
+    records where the bytes go in ``details`` and returns the row's note about it."""
+    layers = fmt.layers if fmt is not None else {}
+    breakdown = save_lowbit(module, layers, fmt.config if fmt is not None else {}, path)
+    details["size_breakdown"] = vars(breakdown) | {"metadata_bytes": breakdown.metadata_bytes}
+    if not layers:
+        return []
+    return [breakdown.describe(fp32_bytes=4 * sum(lw.q.numel() for lw in layers.values()))]
 
 
 def _weight_key(layer_name: str) -> str:

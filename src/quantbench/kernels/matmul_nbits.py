@@ -8,7 +8,11 @@ where block ``b = k // block_size`` (a power of two >= 16) runs along K. Its inp
   ``n_blocks * block_size``;
 - ``scales`` float32 [N * n_blocks];
 - ``zero_points`` uint8 [N * ceil(n_blocks * bits / 8)], packed like B; omitted when every zero is
-  the default 2**(bits - 1) (quantbench's symmetric grid).
+  the default 2**(bits - 1) (quantbench's symmetric grid). Float zero points (HQQ's) are given as
+  float32 [N * n_blocks], which MatMulNBits also takes (checked against its output in the tests).
+
+A per-input-channel scale (AWQ's, where it is not folded into the previous op) becomes a ``Div`` of
+A by it before MatMulNBits (before the act-order Gather, in the original column order).
 
 Nothing is re-quantized: the codes and zero points are the ``LowBitWeight``'s integers and the
 scales its (fp16-rounded) values, widened to float32 as MatMulNBits wants them. A quantbench
@@ -44,6 +48,7 @@ class NBitsWeight:
     bits: int
     block_size: int
     perm: np.ndarray | None
+    input_scale: np.ndarray | None = None
 
     @property
     def n_blocks(self) -> int:
@@ -51,14 +56,32 @@ class NBitsWeight:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.B, self.scales, self.zero_points, self.perm) if a is not None)
+        return sum(a.nbytes for a in (self.B, self.scales, self.zero_points, self.perm, self.input_scale)
+                   if a is not None)
+
+
+def nbits_refusal(lw) -> str | None:
+    """Why MatMulNBits cannot hold ``lw`` (a LowBitWeight) exactly, or None when it can."""
+    try:
+        _check_representable(lw)
+    except NotRepresentable as e:
+        return str(e)
+    return None
+
+
+def _check_representable(lw) -> None:
+    if lw.bits not in KERNEL_BITS:
+        raise NotRepresentable(f"ONNX Runtime's MatMulNBits has {'/'.join(map(str, KERNEL_BITS))}-bit kernels; "
+                               f"{lw.bits}-bit codes have none")
+    choose_block_size(lw.group_size, lw.in_features)
+    lw.column_order()
+    if not lw.float_zeros:
+        _integer_zeros(lw.zeros.numpy(), lw.bits)
 
 
 def pack_lowbit(lw) -> NBitsWeight:
     """MatMulNBits inputs holding exactly the codes, zero points and scales of ``lw`` (a LowBitWeight)."""
-    if lw.bits not in KERNEL_BITS:
-        raise NotRepresentable(f"ONNX Runtime's MatMulNBits has {'/'.join(map(str, KERNEL_BITS))}-bit kernels; "
-                               f"{lw.bits}-bit codes have none")
+    _check_representable(lw)
     q = lw.q.numpy()
     N, K = q.shape
     perm = lw.column_order()
@@ -67,16 +90,26 @@ def pack_lowbit(lw) -> NBitsWeight:
     block_group = block_groups(K, block, lw.group_size)
     if perm is not None:
         q = q[:, perm]
-    zeros = _integer_zeros(lw.zeros.numpy(), lw.bits)[:, block_group]
     padded = np.zeros((N, len(block_group) * block), np.uint8)
     padded[:, :K] = q
-    default_zero = 1 << (lw.bits - 1)
     return NBitsWeight(
         B=pack_low_first(padded.reshape(N, len(block_group), block), lw.bits),
         scales=np.ascontiguousarray(lw.scales.float().numpy()[:, block_group], dtype=np.float32).reshape(-1),
-        zero_points=None if bool((zeros == default_zero).all()) else pack_low_first(zeros, lw.bits).reshape(-1),
+        zero_points=_zero_points(lw, block_group),
         K=K, N=N, bits=lw.bits, block_size=block, perm=perm,
+        input_scale=None if lw.input_scale is None else lw.input_scale.float().numpy().astype(np.float32),
     )
+
+
+def _zero_points(lw, block_group: np.ndarray) -> np.ndarray | None:
+    """MatMulNBits' zero_points of ``lw``: float32 per block for float zeros, else packed integers
+    (None when every zero is the default 2**(bits - 1))."""
+    if lw.float_zeros:
+        return np.ascontiguousarray(lw.zeros.float().numpy()[:, block_group], dtype=np.float32).reshape(-1)
+    zeros = _integer_zeros(lw.zeros.numpy(), lw.bits)[:, block_group]
+    if bool((zeros == 1 << (lw.bits - 1)).all()):
+        return None
+    return pack_low_first(zeros, lw.bits).reshape(-1)
 
 
 def unpack_lowbit(w: NBitsWeight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,6 +117,8 @@ def unpack_lowbit(w: NBitsWeight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     codes = unpack_low_first(w.B, w.bits).reshape(w.N, -1)[:, : w.K]
     if w.zero_points is None:
         zeros = np.full((w.N, w.n_blocks), 1 << (w.bits - 1), np.uint8)
+    elif w.zero_points.dtype != np.uint8:
+        zeros = w.zero_points.reshape(w.N, w.n_blocks)
     else:
         zeros = unpack_low_first(w.zero_points.reshape(w.N, -1), w.bits)[:, : w.n_blocks]
     if w.perm is not None:
@@ -94,13 +129,15 @@ def unpack_lowbit(w: NBitsWeight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def dequantize(w: NBitsWeight) -> np.ndarray:
-    """float32 W [N, K] as MatMulNBits defines it (original column order)."""
+    """float32 W [N, K] that the layer applies to its input (original column order; divided column-wise
+    by the input scale when there is one)."""
     codes, zeros, scales = unpack_lowbit(w)
     block_of_column = np.arange(w.K) // w.block_size
     if w.perm is not None:
         block_of_column[w.perm] = block_of_column.copy()
     z, s = zeros[:, block_of_column].astype(np.float32), scales[:, block_of_column]
-    return s * (codes.astype(np.float32) - z)
+    weight = s * (codes.astype(np.float32) - z)
+    return weight if w.input_scale is None else weight / w.input_scale[None, :]
 
 
 def choose_block_size(group_size: int, K: int) -> int:
@@ -191,9 +228,14 @@ def _replace_node(graph, node, inits, layer: str, w: NBitsWeight, accuracy_level
     else:
         inputs.append("")
     new_nodes = []
+    if w.input_scale is not None:
+        new_inits.append(numpy_helper.from_array(w.input_scale, f"{prefix}.input_scale"))
+        new_nodes.append(helper.make_node("Div", [inputs[0], f"{prefix}.input_scale"], [f"{prefix}.scaled"],
+                                          name=f"{prefix}.scale_input"))
+        inputs[0] = f"{prefix}.scaled"
     if w.perm is not None:
         new_inits.append(numpy_helper.from_array(w.perm.astype(np.int64), f"{prefix}.perm"))
-        new_nodes.append(helper.make_node("Gather", [a_input, f"{prefix}.perm"], [f"{prefix}.A"], axis=-1,
+        new_nodes.append(helper.make_node("Gather", [inputs[0], f"{prefix}.perm"], [f"{prefix}.A"], axis=-1,
                                           name=f"{prefix}.gather"))
         inputs[0] = f"{prefix}.A"
     if bias:
@@ -289,13 +331,17 @@ def read_nbits_weights(model, folder) -> dict[str, NBitsWeight]:
     def tensor(name: str) -> np.ndarray:
         return numpy_helper.to_array(inits[name], base_dir=str(folder))
 
-    gathers = {n.output[0]: n.input[1] for n in graph.node if n.name.endswith(".nbits.gather")}
+    gathers = {n.output[0]: n.input for n in graph.node if n.name.endswith(".nbits.gather")}
+    divisions = {n.output[0]: n.input[1] for n in graph.node if n.name.endswith(".nbits.scale_input")}
     found = {}
     for node in (n for n in graph.node if n.op_type == "MatMulNBits"):
         attrs = {a.name: a.i for a in node.attribute}
         zero_points = tensor(node.input[3]) if len(node.input) > 3 and node.input[3] else None
-        perm = tensor(gathers[node.input[0]]) if node.input[0] in gathers else None
+        a_input, perm = node.input[0], None
+        if a_input in gathers:
+            a_input, perm = gathers[a_input][0], tensor(gathers[a_input][1])
+        input_scale = tensor(divisions[a_input]) if a_input in divisions else None
         found[node.name.removesuffix(".nbits.matmul")] = NBitsWeight(
             tensor(node.input[1]), tensor(node.input[2]), zero_points, attrs["K"], attrs["N"], attrs["bits"],
-            attrs["block_size"], perm)
+            attrs["block_size"], perm, input_scale)
     return found
