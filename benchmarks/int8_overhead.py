@@ -20,7 +20,7 @@ from quantbench.measure.latency import measure_latency
 from quantbench.methods import Context, apply_method
 from quantbench.quiet import quiet_torch_quantization
 from quantbench.runtimes import TorchCPU
-from quantbench.kernels.torchao_recipes import quiet_torchao
+from quantbench.quiet import quiet_torchao
 from quantbench.tasks.base import Splits, Task
 
 

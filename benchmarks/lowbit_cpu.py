@@ -72,7 +72,7 @@ def torchao_rows(model: nn.Module, x: torch.Tensor, bandwidth_gbs: float) -> lis
     """The peer: torchao's weight-only configs applied to the same fp32 model's first layer, on the CPU
     (int8 per row; int4 group 128, each packing format torchao has), or why one cannot run here."""
     try:
-        from quantbench.kernels.torchao_recipes import quiet_torchao
+        from quantbench.quiet import quiet_torchao
         with quiet_torchao():
             from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
             from torchao.quantization.quantize_.workflows import Int4PackingFormat

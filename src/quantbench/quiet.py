@@ -5,6 +5,8 @@ the warnings that `torch.ao.quantization` and quantized dtypes are deprecated ar
 that choice, not about the user's model, so they are silenced where we call those APIs.
 """
 import contextlib
+import importlib.util
+import logging
 import warnings
 
 _SILENCED = (
@@ -26,3 +28,30 @@ def quiet_torch_quantization():
         for pattern in _SILENCED:
             warnings.filterwarnings("ignore", message=pattern)
         yield
+
+
+@contextlib.contextmanager
+def quiet_torchao():
+    """Importing and applying torchao logs about optional native libraries and torch.compile
+    registrations; none of it is about the user's model."""
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+
+
+def import_torchao_quietly() -> None:
+    """Import torchao, when installed, with its import-time log lines silenced: transformers imports
+    it while loading any model when it is installed, and would let those lines reach the user."""
+    if importlib.util.find_spec("torchao") is not None:
+        with quiet_torchao():
+            import torchao.quantization  # noqa: F401
+            with contextlib.suppress(ImportError):  # transformers' torchao integration imports it later
+                import torchao.prototype.mx_formats  # noqa: F401

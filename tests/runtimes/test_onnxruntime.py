@@ -59,7 +59,8 @@ def assert_same_integers(saved: dict[str, NBitsWeight], packed: dict) -> None:
 
 
 @pytest.mark.parametrize("spec", ["rtn:group_size=32", "rtn", "gptq:group_size=32", "gptq",
-                                  "gptq:act_order=true,group_size=32", "rtn:bits=8,sym=true,group_size=-1"])
+                                  "gptq:act_order=true,group_size=32", "rtn:bits=8,sym=true,group_size=-1",
+                                  "hqq", "hqq:group_size=32", "awq:calib_samples=64", "awq:fold=false,calib_samples=64"])
 def test_matmul_nbits_runs_quantbench_integers_and_matches_the_dequantized_torch_model(spec, mlp, tmp_path):
     task, model = mlp
     quantized = apply_method(parse_methods(spec)[0], model, Context(task, progress=False))
@@ -72,10 +73,12 @@ def test_matmul_nbits_runs_quantbench_integers_and_matches_the_dequantized_torch
     assert torch.allclose(run(x), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
 
 
-def test_accuracy_level_4_quantizes_activations_and_stays_close(mlp, tmp_path):
+@pytest.mark.parametrize("spec", ["rtn", "hqq", "awq:fold=false,calib_samples=64"])
+def test_accuracy_level_4_quantizes_activations_and_stays_close(spec, mlp, tmp_path):
+    """Also with float zero points (hqq) and a Div by the input scale before MatMulNBits (awq unfolded)."""
     task, model = mlp
-    quantized = apply_method(parse_methods("rtn")[0], model, Context(task, progress=False))
-    realized, run = realize("rtn", mlp, tmp_path, accuracy_level=4)
+    quantized = apply_method(parse_methods(spec)[0], model, Context(task, progress=False))
+    realized, run = realize(spec, mlp, tmp_path, accuracy_level=4)
     assert "accuracy_level 4" in realized.kernel
     x = task.splits.x_test
     with torch.no_grad():

@@ -195,7 +195,9 @@ def test_fill_lowbit_refuses_an_artifact_that_lacks_or_adds_a_tensor():
 
 @pytest.mark.parametrize("spec, op", [("rtn", "_weight_int4pack_mm_for_cpu"),
                                       ("gptq:bits=3,group_size=32", "_weight_int4pack_mm_for_cpu"),
-                                      ("rtn:bits=8,group_size=-1", "_weight_int8pack_mm")])
+                                      ("rtn:bits=8,group_size=-1", "_weight_int8pack_mm"),
+                                      ("hqq:group_size=32", "_weight_int4pack_mm_for_cpu"),
+                                      ("awq:fold=false,calib_samples=32", "_weight_int4pack_mm_for_cpu")])
 def test_torch_cpu_lowbit_rows_run_a_low_bit_kernel_on_the_artifact_integers(spec, op, tmp_path):
     """The reloaded TorchScript of a torch-cpu rtn/gptq row calls the CPU weight-only kernel, and its
     outputs are the dequantized artifact's up to bf16 activations."""

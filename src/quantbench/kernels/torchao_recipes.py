@@ -3,16 +3,14 @@ model on the GPU, and how their rows describe them. Used by the handlers of the 
 (ptq-dynamic and fp8 on the cuda runtime)."""
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
-import warnings
 from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from ..errors import Unsupported
+from ..quiet import quiet_torchao
 from .cuda_capability import INT_MM_MIN_ROWS, Target, synchronize
 
 
@@ -149,23 +147,6 @@ def layers_for(model: nn.Module, multiple: int) -> tuple[set[str], list[str]]:
             fits = module.in_features % multiple == 0 and module.out_features % multiple == 0
             (chosen.add(name) if fits else kept.append(name))
     return chosen, kept
-
-
-@contextlib.contextmanager
-def quiet_torchao():
-    """Importing and applying torchao logs about optional native libraries and torch.compile
-    registrations; none of it is about the user's model."""
-    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for log, level in zip(loggers, levels):
-            log.setLevel(level)
 
 
 def _is_subclass(tensor) -> bool:

@@ -60,9 +60,10 @@ class Context:
     def quantize(self, config: MethodConfig, fp32: nn.Module) -> tuple[Quantized, float]:
         """Quantize a copy of ``fp32`` as ``config`` says, with the handler for this context's runtime.
         Rows whose runtimes share a handler (the method's own) get the same weights and the same cost:
-        quantized once (only the latest quantization is kept in memory)."""
+        quantized once (only the latest quantization is kept in memory). A handler marked ``per_runtime``
+        (it hands on to each runtime's own handler of a base method) runs once per runtime."""
         handler = find_handler(config, self.runtime)
-        key = (config, handler)
+        key = (config, handler, self.runtime if getattr(handler, "per_runtime", False) else None)
         reused = self._cache.get("key") == key
         if not reused:
             self._cache.clear()

@@ -39,7 +39,7 @@ from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
 from ..formats.lowbit import weight_only_kind
 from ..formats.lowbit_file import fill_lowbit, read_lowbit, save_lowbit_model
 from ..kernels.cuda_capability import DTYPE_KINDS, INSTALL_HINT, Target, sm, synchronize
-from ..kernels.torchao_recipes import quiet_torchao
+from ..quiet import quiet_torchao
 from ..kernels.weight_only import (TinygemmLinear, check_tinygemm, input_scale_kernel_note, tinygemm_plan,
                                    tinygemm_refusal, tinygemm_weight, weight_only_module, with_input_scale)
 from ..tasks.skeleton import build_skeleton, place_state

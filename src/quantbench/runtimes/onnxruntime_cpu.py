@@ -152,8 +152,6 @@ def _lowbit(rt, quantized, task, path: Path, saved) -> Realized:
     bits = "/".join(map(str, fmt.bits))
     notes = quantized.notes + _nbits_notes(bits, weights, rt.accuracy_level) + _absent_notes(absent, task)
     kernel = f"onnxruntime CPU MatMulNBits int{bits} accuracy_level {rt.accuracy_level} (MLAS)"
-    scaled = [name for name, w in weights.items() if w.input_scale is not None]
-    kernel += f"; {len(scaled)} layer(s) multiply their input by a per-channel scale first" if scaled else ""
     return Realized(path, kernel, 0.0, notes, details)
 
 
@@ -190,6 +188,9 @@ def _nbits_notes(bits: str, weights: dict, accuracy_level: int) -> list[str]:
     if permuted:
         notes.append(f"act-order groups: a Gather puts the input columns of {', '.join(permuted)} in group order "
                      f"before MatMulNBits (same integers, permuted along K)")
+    scaled = [name for name, w in weights.items() if w.input_scale is not None]
+    if scaled:
+        notes.append(f"per-input-channel scales applied at run time: a Div before MatMulNBits in {', '.join(scaled)}")
     floating = [name for name, w in weights.items() if w.zero_points is not None and w.zero_points.dtype != np.uint8]
     if floating:
         notes.append(f"float zero points as MatMulNBits' float32 zero_points input (not packed integers): "

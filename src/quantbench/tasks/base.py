@@ -1,5 +1,6 @@
 """What is measured: a model, its data splits and a metric."""
 import hashlib
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
@@ -92,6 +93,9 @@ class Task(TaskBase):
     model_key: dict = field(default_factory=dict)
     pretrained: nn.Module | None = None
     notes: list[str] = field(default_factory=list)
+    after_training: Callable[[nn.Module], nn.Module] | None = None
+    """Applied to the trained (or cached) model before anything is measured: e.g. a function-preserving
+    change that gives it the activation outliers of large models (the ``outliers`` task)."""
 
     @property
     def example_input(self) -> torch.Tensor:
@@ -145,6 +149,10 @@ def repeat_to(items, size: int):
 
 
 TASKS: Registry[Callable[..., Task]] = Registry("task")
+SMALL_INSTANCES: Registry[Callable[[Path], dict]] = Registry("small task instance")
+"""For each task in TASKS, registered next to it: the options of a small instance that builds offline in
+seconds (the argument is a folder for the files it needs, e.g. a tiny model). The methods x runtimes x
+tasks test matrix runs every one of them."""
 
 
 def split_arrays(x: np.ndarray, y: np.ndarray, seed: int, test_frac=0.2, val_frac=0.15, calib_max=256) -> Splits:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import TASKS, PretrainedTask, Quality, repeat_to
+from .base import SMALL_INSTANCES, TASKS, PretrainedTask, Quality, repeat_to
 from .hf import display_name, load_tokenizer, minilm_path, model_builder
 from .text_corpus import stdlib_sentences
 
@@ -129,3 +129,14 @@ def minilm_task(corpus: str = "stdlib-docs", **options) -> EmbeddingTask:
     """The built-in transformer demo: real pretrained all-MiniLM-L6-v2, fully offline."""
     options.pop("model", None)
     return embedding_task(minilm_path(), corpus=corpus, name="minilm", model_name="all-MiniLM-L6-v2", **options)
+
+
+@SMALL_INSTANCES.register("embedding")
+def small_embedding(folder) -> dict:
+    """A tiny random BERT (2 blocks, hidden 64) on 32 sentences."""
+    from .tiny import save_tiny_model
+
+    return {"model": save_tiny_model(folder / "tiny-bert", "bert"), "eval_samples": 32, "calib_max": 16}
+
+
+SMALL_INSTANCES.register("minilm")(lambda folder: {"eval_samples": 32, "calib_max": 16})

@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import UserError
+from ..quiet import import_torchao_quietly
 from .skeleton import parameters_on_meta
 
 
@@ -17,6 +18,7 @@ def require_transformers():
         raise UserError("this task needs the transformers package: pip install 'quantbench[transformers]'") from None
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    import_torchao_quietly()
     return transformers
 
 

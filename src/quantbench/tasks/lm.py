@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import TASKS, PretrainedTask, Quality, repeat_to
+from .base import SMALL_INSTANCES, TASKS, PretrainedTask, Quality, repeat_to
 from .hf import display_name, load_tokenizer, model_builder
 from .text_corpus import read_text
 
@@ -94,3 +94,12 @@ def lm_task(model: str | None = None, corpus: str = "stdlib-docs", seq_len: int 
                                f"({len(eval_segs)} x {length} tokens; calibration from the other half)",
         build_model=build, eval_segments=eval_segs, seed=seed,
         calib_segments=random_windows(calib_part, length, calib_max, seed), pretrained=fp32)
+
+
+@SMALL_INSTANCES.register("lm")
+def small_lm(folder) -> dict:
+    """A tiny random Llama (2 blocks, hidden 64) on 4 segments of 32 tokens."""
+    from .tiny import save_tiny_model
+
+    return {"model": save_tiny_model(folder / "tiny-llama", "llama"), "seq_len": 32, "eval_samples": 4,
+            "calib_max": 4}

@@ -1,10 +1,12 @@
 """MLP classifier on a table: scikit-learn's built-in datasets or a user CSV."""
+from functools import partial
+
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import TASKS, Task, split_arrays
+from .base import SMALL_INSTANCES, TASKS, Task, split_arrays
 from .csv_table import load_csv
 
 BUILTIN = ("digits", "wine", "breast_cancer")
@@ -62,3 +64,40 @@ def tabular_task(dataset: str = "digits", data: str | None = None, target: str |
         model_key={"task": "tabular", "hidden": list(hidden), "source": source},
         notes=notes,
     )
+
+
+OUTLIER_CHANNELS, OUTLIER_FACTOR = 8, 40.0
+
+
+@TASKS.register("outliers")
+def outliers_task(dataset: str = "digits", data: str | None = None, target: str | None = None,
+                  hidden: tuple[int, ...] = (512, 512), seed: int = 0, **_) -> Task:
+    """The tabular MLP with activation outliers like those of large language models: after training, a
+    few hidden channels of the first layer are scaled up and the next layer's columns down by the same
+    factor. The function is unchanged (ReLU commutes with a positive scale), but those channels' inputs
+    to the second layer are OUTLIER_FACTOR times larger than the rest, which per-tensor int8
+    activations handle badly and SmoothQuant is built for."""
+    task = tabular_task(dataset, data, target, hidden, seed)
+    if len(hidden) < 2:
+        raise UserError("the outliers task needs at least two hidden layers (--hidden 512,512)")
+    task.name = "outliers"
+    task.description += f"; {OUTLIER_CHANNELS} hidden channels x{OUTLIER_FACTOR:g} into layer 2 (function unchanged)"
+    task.after_training = partial(inject_outliers, seed=seed)
+    return task
+
+
+def inject_outliers(model: nn.Sequential, seed: int = 0, channels: int = OUTLIER_CHANNELS,
+                    factor: float = OUTLIER_FACTOR) -> nn.Sequential:
+    """Scale ``channels`` output rows (and biases) of the first Linear by ``factor`` and the matching
+    input columns of the second Linear by 1 / factor, in place: the same function, with outliers."""
+    first, second = [m for m in model if isinstance(m, nn.Linear)][:2]
+    chosen = torch.randperm(first.out_features, generator=torch.Generator().manual_seed(seed))[:channels]
+    with torch.no_grad():
+        first.weight[chosen] *= factor
+        first.bias[chosen] *= factor
+        second.weight[:, chosen] /= factor
+    return model
+
+
+SMALL_INSTANCES.register("tabular")(lambda folder: {"hidden": (32, 32)})
+SMALL_INSTANCES.register("outliers")(lambda folder: {"hidden": (32, 32)})

@@ -39,7 +39,7 @@ def trained_fp32(task: Task, seed: int, cache_dir: Path | None = None, progress:
     model = task.build_model()
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval(), TrainInfo(0.0, 0, f"cache ({path})")
+        return _finish(task, model), TrainInfo(0.0, 0, f"cache ({path})")
     start = time.perf_counter()
     epochs, val_acc = fit(model, task.splits, lr=TRAIN_RECIPE["lr"], max_epochs=TRAIN_RECIPE["max_epochs"],
                           patience=TRAIN_RECIPE["patience"], seed=seed, desc="train fp32", progress=progress)
@@ -48,7 +48,13 @@ def trained_fp32(task: Task, seed: int, cache_dir: Path | None = None, progress:
     partial = path.with_suffix(f".{os.getpid()}.tmp")  # parallel jobs may train the same model
     torch.save(model.state_dict(), partial)
     os.replace(partial, path)
-    return model.eval(), TrainInfo(seconds, epochs, "trained", val_accuracy=val_acc)
+    return _finish(task, model), TrainInfo(seconds, epochs, "trained", val_accuracy=val_acc)
+
+
+def _finish(task: Task, model: nn.Module) -> nn.Module:
+    model = model.eval()
+    after = getattr(task, "after_training", None)
+    return model if after is None else after(model).eval()
 
 
 def fit(model: nn.Module, splits: Splits, lr: float, max_epochs: int, patience: int, seed: int,

@@ -23,7 +23,8 @@ def quantize(spec, task, model):
 
 
 @pytest.mark.parametrize("spec", ["rtn:bits=2", "rtn:bits=3,group_size=32", "rtn", "rtn:bits=8,sym=true",
-                                  "gptq:bits=3", "gptq:act_order=true,static_groups=true,group_size=32"])
+                                  "gptq:bits=3", "gptq:act_order=true,static_groups=true,group_size=32",
+                                  "hqq", "hqq:bits=3,group_size=32", "awq", "awq:fold=false,bits=3"])
 def test_reload_gives_bit_identical_weights_and_outputs(spec, mlp, tmp_path):
     task, model = mlp
     q = quantize(spec, task, model)

@@ -21,10 +21,11 @@ BITS = (2, 3, 4, 8)
 
 
 @dataclass(frozen=True)
-class LowBitConfig(MethodConfig):
+class WeightOnlyConfig(MethodConfig):
+    """Options every weight-only low-bit method has: the grid's bits and groups, and what it skips."""
+
     bits: int = option(4, "bits per weight", choices=BITS)
     group_size: int = option(128, "input columns sharing one scale/zero (-1: one per output row)")
-    sym: bool = option(False, "symmetric grid (zero point fixed at the middle)")
     skip: str = option("", "extra layers kept in fp32: fnmatch patterns separated by ';' (the head is always kept)")
 
     def __post_init__(self):
@@ -37,9 +38,15 @@ class LowBitConfig(MethodConfig):
 
     def format_config(self) -> dict:
         """The quantization_config stored with the artifact (transformers' GPTQ keys)."""
-        return {"quant_method": self.name, "bits": self.bits, "group_size": self.group_size, "sym": self.sym,
+        return {"quant_method": self.name, "bits": self.bits, "group_size": self.group_size,
+                "sym": getattr(self, "sym", False),
                 "desc_act": getattr(self, "act_order", False), "static_groups": getattr(self, "static_groups", False),
                 "true_sequential": getattr(self, "true_sequential", False)}
+
+
+@dataclass(frozen=True)
+class LowBitConfig(WeightOnlyConfig):
+    sym: bool = option(False, "symmetric grid (zero point fixed at the middle)")
 
 
 @register_method("rtn", "weight-only round-to-nearest, 2/3/4/8-bit, per row or per group")
@@ -83,28 +90,38 @@ def _fp16_scales(lw: LowBitWeight) -> LowBitWeight:
 @quantizes(RTNConfig)
 @quantizes(GPTQConfig)
 def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Quantized:
+    is_gptq = isinstance(config, GPTQConfig)
+    layer_fn = partial(_gptq_layer if is_gptq else _rtn_layer, config)
+    quantized = quantize_weight_only(config, model, ctx, layer_fn, needs_hessian=is_gptq)
+    if is_gptq:
+        done = quantized.details["layers"]
+        quantized.details["max_damp_used"] = max((i["damp_used"] for i in done.values()), default=config.damp)
+        raised = [name for name, i in done.items() if i["damp_used"] > config.damp]
+        quantized.notes += [f"Cholesky failed at damp={config.damp} for {', '.join(raised)}: damping raised up to "
+                            f"{quantized.details['max_damp_used']:g}"] if raised else []
+    return quantized
+
+
+def quantize_weight_only(config: WeightOnlyConfig, model: nn.Module, ctx: Context, layer_fn, needs_hessian: bool,
+                         mean_abs: bool = False) -> Quantized:
+    """The low-bit format of ``model`` with each selected layer quantized by ``layer_fn`` (see
+    ``driver.quantize_model``; calibration inputs from the task when it needs a Hessian): what every
+    weight-only method (rtn, gptq, awq, hqq) shares, so that they differ in the per-layer math only."""
     selection = find_quantizable_layers(model, skip=config.skip_patterns())
     if not selection.layers:
         raise Unsupported(f"{config.name}: no nn.Linear/Conv1D layer to quantize (skipped: "
-                        f"{', '.join(n for n, _ in selection.skipped) or 'none'})")
-    is_gptq = isinstance(config, GPTQConfig)
-    calib = ctx.task.calibration_inputs(config.calib_samples) if is_gptq else []
-    layer_fn = partial(_gptq_layer if is_gptq else _rtn_layer, config)
+                          f"{', '.join(n for n, _ in selection.skipped) or 'none'})")
+    calib = ctx.task.calibration_inputs(config.calib_samples) if needs_hessian else []
     with torch.no_grad():
-        done = quantize_model(model, calib, layer_fn, needs_hessian=is_gptq, layers=selection.layers,
+        done = quantize_model(model, calib, layer_fn, needs_hessian=needs_hessian, layers=selection.layers,
                               true_sequential=getattr(config, "true_sequential", False), progress=ctx.progress,
-                              label=config.name)
+                              label=config.name, mean_abs=mean_abs)
     packed = {name: lw for name, (lw, _) in done.items()}
     notes = [f"{len(packed)} layer(s) quantized to {config.bits}-bit"
-             + (f" on {sum(batch_rows(b) for b in calib)} calibration samples" if is_gptq else "")]
+             + (f" on {sum(batch_rows(b) for b in calib)} calibration samples" if needs_hessian else "")]
     notes += skipped_notes(selection.skipped)
     details = {"layers": {name: info for name, (_, info) in done.items() if info},
                "lowbit_sha256": lowbit_fingerprint(packed)}
-    if is_gptq:
-        details["max_damp_used"] = max((i["damp_used"] for _, i in done.values()), default=config.damp)
-        raised = [name for name, (_, i) in done.items() if i["damp_used"] > config.damp]
-        notes += [f"Cholesky failed at damp={config.damp} for {', '.join(raised)}: damping raised up to "
-                  f"{details['max_damp_used']:g}"] if raised else []
     return Quantized(model, LowBitFormat(packed, config.format_config()), notes=notes, details=details)
 
 

@@ -25,8 +25,9 @@ from .gptq import accumulate_hessian
 from .grid import LowBitWeight
 from ...formats.layout import get_weight_out_in, set_weight_out_in
 
-QuantizeLayer = Callable[[str, torch.Tensor, "torch.Tensor | None"], "tuple[LowBitWeight, dict]"]
-"""(layer name, weight [out, in] float32, Hessian [in, in] or None) -> (LowBitWeight, info dict)."""
+QuantizeLayer = Callable[..., "tuple[LowBitWeight, dict]"]
+"""(layer name, weight [out, in] float32, Hessian [in, in] or None) -> (LowBitWeight, info dict); with
+``mean_abs`` the driver also passes the mean |x| of each input channel [in] (AWQ's statistic)."""
 
 
 class _StopForward(Exception):
@@ -42,12 +43,14 @@ def quantize_model(
     true_sequential: bool = False,
     progress: bool = True,
     label: str | None = None,
+    mean_abs: bool = False,
 ) -> dict[str, tuple[LowBitWeight, dict]]:
     """Quantize ``layers`` of ``model`` in place (dequantized weights written back).
 
     ``calib_batches``: model inputs, each a Tensor (``model(x)``) or a dict (``model(**batch)``).
     ``quantize_layer(name, w_out_in_fp32, H_or_None)`` returns (LowBitWeight, info); with a
-    Hessian the driver adds ``hessian_rows`` (calibration rows seen) to the info.
+    Hessian the driver adds ``hessian_rows`` (calibration rows seen) to the info. ``mean_abs``: call
+    ``quantize_layer(name, w, H, mean_abs)`` with each input channel's mean |x| as well.
     Returns {name: (LowBitWeight, info)} in the order of ``layers``.
     """
     label = label or ("gptq" if needs_hessian else "rtn")
@@ -58,10 +61,14 @@ def quantize_model(
         return results
     if not calib_batches:
         raise ValueError("a Hessian-based method needs at least one calibration batch")
-    with torch.no_grad(), _calibration_mode(model):
-        results = _quantize_with_hessians(model, calib_batches, quantize_layer, layers, true_sequential,
-                                          progress, label)
+    with torch.no_grad(), calibration_mode(model):
+        layer_fn = quantize_layer if mean_abs else _without_mean_abs(quantize_layer)
+        results = _quantize_with_hessians(model, calib_batches, layer_fn, layers, true_sequential, progress, label)
     return {name: results[name] for name in layers}
+
+
+def _without_mean_abs(quantize_layer):
+    return lambda name, w, H, mean_abs: quantize_layer(name, w, H)
 
 
 def _quantize_with_hessians(model, batches, quantize_layer, layers, true_sequential, progress, label):
@@ -104,20 +111,23 @@ def _quantize_groups(run, layers, groups, quantize_layer, bar):
     for group in groups:
         stats = _collect_hessians(run, {name: layers[name] for name in group})
         for name in group:
-            H, n_rows = stats[name]
-            results[name] = _quantize_layer(name, layers[name], H, n_rows, quantize_layer, bar)
+            H, n_rows, abs_sum = stats[name]
+            results[name] = _quantize_layer(name, layers[name], H, n_rows, quantize_layer, bar, abs_sum / n_rows)
     bar.close()
     return results
 
 
 def _collect_hessians(run, layers):
-    """{name: (H, rows)} from the inputs each layer receives while ``run()`` executes."""
-    stats = {name: (None, 0) for name in layers}
+    """{name: (H, rows, sum of |x| per input channel)} from the inputs each layer receives while ``run()``
+    executes."""
+    stats = {name: (None, 0, 0.0) for name in layers}
 
     def hook_for(name):
         def accumulate(module, args, kwargs):
             x = args[0] if args else kwargs["input"]
-            stats[name] = accumulate_hessian(*stats[name], x)
+            H, n_rows, abs_sum = stats[name]
+            abs_sum = abs_sum + x.detach().abs().reshape(-1, x.shape[-1]).sum(0, dtype=torch.float64)
+            stats[name] = (*accumulate_hessian(H, n_rows, x), abs_sum)
         return accumulate
 
     handles = [layer.register_forward_pre_hook(hook_for(name), with_kwargs=True) for name, layer in layers.items()]
@@ -126,16 +136,16 @@ def _collect_hessians(run, layers):
     finally:
         for handle in handles:
             handle.remove()
-    unused = [name for name, (_, n_rows) in stats.items() if n_rows == 0]
+    unused = [name for name, (_, n_rows, _) in stats.items() if n_rows == 0]
     if unused:
         raise RuntimeError(f"layers received no input during calibration: {unused}")
     return stats
 
 
-def _quantize_layer(name, layer, H, n_rows, quantize_layer, bar):
+def _quantize_layer(name, layer, H, n_rows, quantize_layer, bar, mean_abs=None):
     """Quantize one layer, write its dequantized weights back, return (LowBitWeight, info)."""
     w = get_weight_out_in(layer).detach().float()
-    lw, info = quantize_layer(name, w, H)
+    lw, info = quantize_layer(name, w, H) if H is None else quantize_layer(name, w, H, mean_abs.float())
     set_weight_out_in(layer, lw.dequantize())
     bar.update()
     return lw, info if H is None else {**info, "hessian_rows": n_rows}
@@ -235,7 +245,7 @@ def _is_cache(value):
 
 
 @contextmanager
-def _calibration_mode(model):
+def calibration_mode(model):
     """Eval mode (no dropout) and no KV caches during calibration; both restored afterwards."""
     config = getattr(model, "config", None)
     use_cache = getattr(config, "use_cache", None)
