@@ -11,7 +11,7 @@ from .measure.size import artifact_bytes, bits_per_parameter, count_parameters
 from .errors import Unsupported
 from .methods import Context
 from .results import Row
-from .runtimes.base import timed_call
+from .measure.runner import timed_call
 from .spec import CompareSpec
 
 

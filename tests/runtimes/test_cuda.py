@@ -45,7 +45,7 @@ V100, A100, L4, H100 = (7, 0), (8, 0), (8, 9), (9, 0)
 
 def test_v100_has_no_int4_tinygemm_no_fp8_no_bf16():
     assert "needs sm80+, this GPU is sm70" in kernel_unavailable_reason("int4-weight-only", V100, "0.18.0")
-    assert "needs sm89+, this GPU is sm70" in kernel_unavailable_reason("fp8", V100, "0.18.0")
+    assert "needs sm89+, this GPU is sm70" in kernel_unavailable_reason("float8-dynamic", V100, "0.18.0")
     assert "dtype=float16" in kernel_unavailable_reason("bf16", V100, "0.18.0")
     assert "sm75" in kernel_unavailable_reason("int8-dynamic", V100, "0.18.0", dtype="float16")
     assert kernel_unavailable_reason("fp16", V100, None, dtype="float16") is None
@@ -56,19 +56,19 @@ def test_v100_has_no_int4_tinygemm_no_fp8_no_bf16():
 def test_a100_runs_int4_but_not_fp8():
     assert kernel_unavailable_reason("int4-weight-only", A100, "0.18.0") is None
     assert kernel_unavailable_reason("int8-dynamic", A100, "0.18.0") is None
-    assert kernel_unavailable_reason("fp8", A100, "0.18.0") == \
+    assert kernel_unavailable_reason("float8-dynamic", A100, "0.18.0") == \
         "fp8 e4m3 dynamic activation x fp8 weight (torchao; torch._scaled_mm, fp8 tensor cores) needs sm89+, " \
         "this GPU is sm80"
 
 
 @pytest.mark.parametrize("capability", [L4, H100])
 def test_ada_and_hopper_run_every_kernel(capability):
-    for kind in ("bf16", "fp16", "int8-weight-only", "int8-dynamic", "int4-weight-only", "fp8"):
+    for kind in ("bf16", "fp16", "int8-weight-only", "int8-dynamic", "int4-weight-only", "float8-dynamic"):
         assert kernel_unavailable_reason(kind, capability, "0.18.0") is None, kind
 
 
 def test_torchao_is_needed_only_by_its_own_kernels():
-    for kind in ("int8-dynamic", "fp8"):
+    for kind in ("int8-dynamic", "float8-dynamic"):
         assert kernel_unavailable_reason(kind, H100, None) == "torchao not installed: pip install 'quantbench[cuda]'"
     assert "too old" in kernel_unavailable_reason("int8-dynamic", H100, "0.9.2")
     assert kernel_unavailable_reason("int8-dynamic", H100, "0.18.0+cu126") is None
@@ -173,7 +173,7 @@ def test_artifacts_load_and_agree_with_fp32(spec, kernel, mlp, tmp_path):
 def test_latency_times_the_forward_on_inputs_already_placed(mlp, tmp_path):
     """timed_call places the batch before the clock; the timed call leaves its output where it ran
     (bf16 here), while __call__ (for quality) returns float32 host tensors."""
-    from quantbench.runtimes.base import timed_call
+    from quantbench.measure.runner import timed_call
 
     task, _ = mlp
     _, run, _ = realize_and_load("rtn", mlp, tmp_path)

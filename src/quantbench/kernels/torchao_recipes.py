@@ -26,7 +26,7 @@ class TorchaoResult:
 
 
 def apply_torchao(kind: str, per_channel: bool, model: nn.Module, target: Target) -> TorchaoResult:
-    """``model`` (a copy) moved to the target and quantized by torchao's ``kind`` ('int8-dynamic' or 'fp8')
+    """``model`` (a copy) moved to the target and quantized by torchao's ``kind`` ('int8-dynamic' or 'float8-dynamic')
     recipe: linear layers whose sizes the kernel takes; the others stay in the target dtype, named."""
     reason = target.reason(kind)
     if reason:
@@ -64,7 +64,7 @@ class TorchaoRecipe:
 
 
 def torchao_recipe(kind: str, per_channel: bool, target: Target) -> TorchaoRecipe:
-    """The torchao config for ``kind`` ('int8-dynamic' or 'fp8'), and how to describe its row."""
+    """The torchao config for ``kind`` ('int8-dynamic' or 'float8-dynamic'), and how to describe its row."""
     with quiet_torchao():
         from torchao.quantization import PerRow, PerTensor
 
@@ -77,7 +77,7 @@ def torchao_recipe(kind: str, per_channel: bool, target: Target) -> TorchaoRecip
     options = {"granularity": PerRow() if row else PerTensor(), "set_inductor_config": False}
     if "granularity" not in names and not row:
         raise Unsupported(f"torchao {target.torchao} has no per-tensor option for {cls.__name__}")
-    if kind == "fp8":
+    if kind == "float8-dynamic":
         options["kernel_preference"] = _torch_kernel_preference()
     config = cls(**{k: v for k, v in options.items() if k in names and v is not None})
     scales = "per-row" if row else "per-tensor"

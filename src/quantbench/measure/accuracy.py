@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from ..runtimes import Runner
+from .runner import Runner
 
 
 EVAL_BATCH = 256

@@ -3,7 +3,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from ..runtimes import Runner
+from .runner import Runner
 
 
 @dataclass

@@ -17,6 +17,6 @@ class FP8Config(MethodConfig):
 
 @quantizes(FP8Config, runtime="cuda")
 def quantize_float8_torchao(config: FP8Config, model, ctx) -> Quantized:
-    done = apply_torchao("fp8", config.per_channel, model, ctx.target)
+    done = apply_torchao("float8-dynamic", config.per_channel, model, ctx.target)
     return Quantized(done.module, Float8Format(config.per_channel), notes=done.notes, details=done.details,
                      kernel=done.kernel, seconds=done.seconds)

@@ -3,23 +3,10 @@
 back as a callable (``load``); every number in a row is measured on what ``load`` returns."""
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
+from ..measure.runner import Runner  # noqa: F401  (the runner protocol that load() returns)
 from ..registry import Registry
-
-Runner = Callable[[Any], Any]
-"""``run(batch)`` -> the model's output on the host. A runner whose model lives on a device may also
-have ``prepare(batch)`` (the batch placed where the model runs) and ``run_prepared(prepared)`` (the
-forward alone, finished, its output left there): latency then times only that (``timed_call``)."""
-
-
-def timed_call(run: Runner, batch) -> tuple[Callable[[Any], Any], Any]:
-    """What latency times for ``run`` on ``batch``: the call and its input. The model call alone:
-    a runner's input placement (``prepare``) happens here, before the clock starts."""
-    if hasattr(run, "prepare"):
-        return run.run_prepared, run.prepare(batch)
-    return run, batch
-
 
 @dataclass
 class Realized:

@@ -70,7 +70,7 @@ class TorchCUDA:
 
     def describe(self) -> str:
         target = self.target()
-        kinds = [target.dense_kind, "int8-weight-only", "int4-weight-only", "int8-dynamic", "fp8"]
+        kinds = [target.dense_kind, "int8-weight-only", "int4-weight-only", "int8-dynamic", "float8-dynamic"]
         reasons = {kind: target.reason(kind) for kind in kinds}
         ok = [kind for kind, why in reasons.items() if why is None]
         lacking = [f"{kind} ({why})" for kind, why in reasons.items() if why is not None]
@@ -162,7 +162,7 @@ def realize(quantized, task, stem: Path, target: Target) -> Realized:
         notes.append(f"the CUDA baseline is half precision: the fp32 model cast to {target.dtype_name} (weights, "
                      f"activations and outputs); other rows on this runtime compare with it")
     else:  # torchao's own quantizer already put the model on the GPU
-        path = save_state(quantized.module, stem, target, "fp8" if isinstance(fmt, Float8Format) else "int8-dynamic")
+        path = save_state(quantized.module, stem, target, "float8-dynamic" if isinstance(fmt, Float8Format) else "int8-dynamic")
         kernel = quantized.kernel
     if target.compile:
         kernel += " + torch.compile"

@@ -26,9 +26,7 @@ class HQQConfig(WeightOnlyConfig):
 
 
 def _hqq_layer(config: HQQConfig, name: str, w, hessian) -> tuple:
-    lw, info = hqq_quantize(w, config.bits, config.group_size, config.iters, config.lp_norm, config.beta,
-                            config.kappa)
-    return lw, info
+    return hqq_quantize(w, config.bits, config.group_size, config.iters, config.lp_norm, config.beta, config.kappa)
 
 
 @quantizes(HQQConfig)
