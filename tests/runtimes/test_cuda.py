@@ -156,6 +156,8 @@ def realize_and_load(spec, mlp, tmp_path, target=None):
     ("rtn:bits=3,group_size=64", "tinygemm int4"),
     ("rtn:bits=8,sym=true,group_size=-1", "int8 weight-only, per-row scales"),
     ("gptq:bits=8", "int8 weight-only, grouped"),
+    ("hqq", "tinygemm int4"),
+    ("awq:fold=false,calib_samples=64", "multiply their input by a per-channel scale first"),
 ])
 def test_artifacts_load_and_agree_with_fp32(spec, kernel, mlp, tmp_path):
     task, model = mlp
@@ -213,7 +215,7 @@ def test_capability_is_checked_before_quantizing(mlp, tmp_path):
     v100 = replace(stand_in(), capability=V100, dtype=torch.float16)
     with pytest.raises(Unsupported, match="int4-weight-only on cuda: .* needs sm80\\+, this GPU is sm70"):
         realize_and_load("rtn", mlp, tmp_path, v100)
-    with pytest.raises(Unsupported, match="fp8 on cuda: .*sm89"):
+    with pytest.raises(Unsupported, match="float8-dynamic on cuda: .*sm89"):
         realize_and_load("fp8", mlp, tmp_path, replace(stand_in(), capability=A100))
 
 

@@ -226,7 +226,7 @@ def test_a_torch_without_the_cpu_kernel_keeps_layers_dense_and_says_why(monkeypa
     """quantbench supports torch builds older than these kernels: rows then run dequantized weights."""
     from quantbench.kernels import weight_only
 
-    monkeypatch.setitem(weight_only.CPU_KERNELS, 4, "_no_such_int4_kernel")
+    monkeypatch.setitem(weight_only.CPU_KERNELS, "int4-weight-only", "_no_such_int4_kernel")
     lw = _fp16_scales(rtn_quantize(torch.randn(16, 64), 4, 32))
     assert "has no aten._no_such_int4_kernel (a newer torch has)" in weight_only.cpu_kernel_refusal(lw)
     kernel, notes = _summary({"0": lw})

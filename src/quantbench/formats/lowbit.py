@@ -59,6 +59,11 @@ class LowBitWeight:
         return self.q.shape[1]
 
     @property
+    def kernel_kind(self) -> str:
+        """``weight_only_kind`` of this grid's bits."""
+        return weight_only_kind(self.bits)
+
+    @property
     def float_zeros(self) -> bool:
         """Whether some zero point is not an integer (then the GPTQ ``qzeros`` cannot hold them)."""
         return bool((self.zeros.float() != self.zeros.float().round()).any())
@@ -99,10 +104,13 @@ def max_code(bits: int) -> int:
     return (1 << bits) - 1
 
 
+INT8_WEIGHT_ONLY, INT4_WEIGHT_ONLY = "int8-weight-only", "int4-weight-only"
+
+
 def weight_only_kind(bits: int) -> str:
     """The kernel family a ``bits``-bit grid runs in: 8-bit codes in int8 weight-only kernels, 2/3/4-bit
-    codes in int4 ones (the one place this choice is made)."""
-    return "int8-weight-only" if bits == 8 else "int4-weight-only"
+    codes in int4 ones (3- and 2-bit codes in 4-bit containers): the one place this choice is made."""
+    return INT8_WEIGHT_ONLY if bits == 8 else INT4_WEIGHT_ONLY
 
 
 def check_bits(bits: int) -> None:

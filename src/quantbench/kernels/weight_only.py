@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..errors import NotRepresentable
+from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY, weight_only_kind
 
 if TYPE_CHECKING:  # methods import runtimes; keep this module free of that cycle
     from ..formats.lowbit import LowBitWeight
@@ -236,7 +237,7 @@ class Int8Weight:
 
 def int8_weight_only(lw: LowBitWeight) -> Int8Weight:
     """An 8-bit ``lw`` as signed codes with the same grid (no re-quantization)."""
-    if lw.bits != 8:
+    if lw.kernel_kind != INT8_WEIGHT_ONLY:
         raise NotRepresentable(f"int8 weight-only holds 8-bit codes; this grid has {lw.bits} bits")
     codes = (lw.q.to(torch.int16) - 128).to(torch.int8)
     return Int8Weight(codes.contiguous(), lw.scales.float().contiguous(), lw.zeros.float() - 128.0,
@@ -289,7 +290,7 @@ class Int8WeightOnlyLinear(_WeightOnlyLinear):
 
 def weight_only_module(lw: LowBitWeight, bias: torch.Tensor | None, device: torch.device) -> nn.Module:
     """The module that runs ``lw`` on ``device``; ``NotRepresentable`` with the reason when none can."""
-    if lw.bits == 8:
+    if lw.kernel_kind == INT8_WEIGHT_ONLY:
         module = Int8WeightOnlyLinear(int8_weight_only(lw), bias, device)
     else:
         module = TinygemmLinear(tinygemm_weight(lw), bias, device)
@@ -320,13 +321,13 @@ def input_scale_kernel_note(layers: dict[str, LowBitWeight]) -> str:
     return f"; {scaled} layer(s) multiply their input by a per-channel scale first" if scaled else ""
 
 
-CPU_KERNELS = {4: "_weight_int4pack_mm_for_cpu", 8: "_weight_int8pack_mm"}
+CPU_KERNELS = {INT4_WEIGHT_ONLY: "_weight_int4pack_mm_for_cpu", INT8_WEIGHT_ONLY: "_weight_int8pack_mm"}
 """torch's CPU weight-only kernel for codes of up to 4 bits and for 8-bit codes (newer torch builds)."""
 
 
 def missing_cpu_kernel(bits: int) -> str | None:
     """Why this torch build has no CPU weight-only kernel for ``bits``-bit codes, or None."""
-    op = CPU_KERNELS[8 if bits == 8 else 4]
+    op = CPU_KERNELS[weight_only_kind(bits)]
     return None if hasattr(torch.ops.aten, op) else f"torch {torch.__version__} has no aten.{op} (a newer torch has)"
 
 
@@ -335,7 +336,7 @@ def cpu_kernel_refusal(lw: LowBitWeight) -> str | None:
     missing = missing_cpu_kernel(lw.bits)
     if missing:
         return missing
-    if lw.bits == 8:
+    if lw.kernel_kind == INT8_WEIGHT_ONLY:
         return None if lw.n_groups == 1 else (f"groups of {lw.group_size} columns: torch's CPU int8 weight-only "
                                                f"kernel takes one scale per output row (group_size=-1)")
     return tinygemm_refusal(lw)
@@ -359,7 +360,8 @@ def cpu_kernel_summary(packed: dict[str, LowBitWeight], dense: dict[str, str]) -
     fp32 = f"torch fp32 dense (weights dequantized at load from packed int{'/'.join(map(str, bits))})"
     if len(dense) == len(packed):
         return fp32, [f"no CPU low-bit kernel takes these grids: {_first_reason(dense)}"]
-    kernel = ("torch int8 weight-only (aten._weight_int8pack_mm)" if bits == [8] else
+    kinds = {lw.kernel_kind for name, lw in packed.items() if name not in dense}
+    kernel = ("torch int8 weight-only (aten._weight_int8pack_mm)" if kinds == {INT8_WEIGHT_ONLY} else
               "torch int4 weight-only tinygemm (aten._weight_int4pack_mm_for_cpu)") + ", bf16 activations"
     kernel += input_scale_kernel_note({name: lw for name, lw in packed.items() if name not in dense})
     notes = ["the quantized layers cast their inputs to bf16 for the low-bit kernel (fp32 accumulation, "

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
-from ..formats.lowbit import weight_only_kind
+from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY, weight_only_kind
 from ..formats.lowbit_file import fill_lowbit, read_lowbit, save_lowbit_model
 from ..kernels.cuda_capability import DTYPE_KINDS, INSTALL_HINT, Target, sm, synchronize
 from ..quiet import quiet_torchao
@@ -139,7 +139,7 @@ def supports(quantized, target: Target) -> str | None:
     if isinstance(fmt, LowBitFormat):
         kinds = {weight_only_kind(bits) for bits in fmt.bits}
         why = next((f"{kind} on cuda: {r}" for kind in sorted(kinds) if (r := target.reason(kind))), None)
-        refused = {name: r for name, lw in fmt.layers.items() if lw.bits != 8 and (r := tinygemm_refusal(lw))}
+        refused = {name: r for name, lw in fmt.layers.items() if lw.kernel_kind == INT4_WEIGHT_ONLY and (r := tinygemm_refusal(lw))}
         return why or next((f"int4-weight-only on cuda: layer {name}: {r}" for name, r in refused.items()), None)
     if isinstance(fmt, (Int8Format, Float8Format)) and fmt.source != "torchao":
         return (f"{fmt.source} int8 models run on CPU engines only (fbgemm/qnnpack kernels); on CUDA, int8 runs "
@@ -174,7 +174,7 @@ def realize(quantized, task, stem: Path, target: Target) -> Realized:
 def _lowbit_kernel(fmt: LowBitFormat, target: Target) -> tuple[str, list[str]]:
     """The kernel string and notes of a cuda row holding the low-bit ``fmt`` (every layer representable)."""
     packed, bits = fmt.layers, fmt.bits
-    if bits == [8]:
+    if {lw.kernel_kind for lw in packed.values()} == {INT8_WEIGHT_ONLY}:
         if all(lw.n_groups == 1 for lw in packed.values()):
             kernel = (f"int8 weight-only, per-row scales: int8 cast to {target.dense_kind} + cuBLAS mm "
                       f"(torchao Int8WeightOnlyConfig's eager path; asymmetric grids add a zero-point term)")
@@ -228,7 +228,7 @@ def load_module(path: Path, task, target: Target) -> nn.Module:
 def _gpu_layer(name: str, lw, bias: torch.Tensor | None, target: Target) -> nn.Module:
     """The module that runs a quantized layer's integers on the GPU (``fill_lowbit``'s ``make_layer``);
     on a GPU, tinygemm's weights are checked against quantbench's before the row runs."""
-    if lw.bits == 8:
+    if lw.kernel_kind == INT8_WEIGHT_ONLY:
         return weight_only_module(lw, bias, target.device)
     tw = tinygemm_weight(lw)
     module = TinygemmLinear(tw, bias, target.device)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..formats import Float8Format, Int8Format, LowBitFormat
+from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY
 from ..formats.lowbit_file import fill_lowbit, read_lowbit, save_lowbit_model
 from ..kernels.int8_engine import (activate_int8_engine, choose_int8_engine, engine_kernel,
                                    int8_engine_unavailable_reason)
@@ -47,8 +48,8 @@ class TorchCPU:
         int8 = self.int8_unavailable_reason()
         engine = f"int8 engine '{self.engine}' ({self.kernel('int8 linear/conv')})" if not int8 else \
             f"no int8 engine: {int8}"
-        lowbit = "; ".join(f"{bits}-bit weight-only: " + (missing_cpu_kernel(bits) or f"aten.{op}")
-                           for bits, op in CPU_KERNELS.items())
+        lowbit = "; ".join(f"{kind}: " + (missing_cpu_kernel(bits) or f"aten.{CPU_KERNELS[kind]}")
+                           for bits, kind in ((4, INT4_WEIGHT_ONLY), (8, INT8_WEIGHT_ONLY)))
         return f"torch {torch.__version__}, fp32 as frozen TorchScript; {engine}; {lowbit}"
 
     def int8_unavailable_reason(self) -> str | None:
