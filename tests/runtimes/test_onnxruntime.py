@@ -54,7 +54,12 @@ def assert_same_integers(saved: dict[str, NBitsWeight], packed: dict) -> None:
         codes, zeros, scales = unpack_lowbit(saved[name])
         groups = block_groups(lw.in_features, saved[name].block_size, lw.group_size)
         assert np.array_equal(codes, lw.q.numpy()), name
-        assert np.array_equal(zeros, lw.zeros.numpy()[:, groups]), name
+        if lw.float_zeros:  # integer part in MatMulNBits, the rest as scale x fraction per group after it
+            fraction = saved[name].zero_correction.T / lw.scales.float().numpy()
+            assert np.allclose(zeros + fraction[:, groups], lw.zeros.numpy()[:, groups], atol=1e-5), name
+            assert np.array_equal(saved[name].group_of_column, lw.g_idx.numpy()), name
+        else:
+            assert np.array_equal(zeros, lw.zeros.numpy()[:, groups]), name
         assert np.array_equal(scales, lw.scales.float().numpy()[:, groups]), name
 
 

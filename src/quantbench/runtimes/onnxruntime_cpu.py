@@ -8,7 +8,8 @@ for transformers tasks, named dict inputs and the one output the task reads), th
   QuantizeLinear / DequantizeLinear around float ops (its int8 weights and scales as they are);
 - low-bit weight-only: quantbench's packed low-bit weights (the same integers as the torch rows,
   never re-quantized) fed to ``com.microsoft.MatMulNBits`` (see ``kernels/matmul_nbits.py``), float
-  zero points as MatMulNBits' float zero_points, a per-input-channel scale as a Mul before it.
+  zero points split into integer ones and a per-group correction after it, a per-input-channel scale
+  as a Div before it.
 
 Each row's kernel names the operators ONNX Runtime runs after its graph optimizations (read from
 the optimized graph it writes out: ORT tells which nodes it kept in no other way short of profiling
@@ -36,7 +37,7 @@ from ..errors import UserError
 from ..formats import Float8Format, Int8Format, LowBitFormat
 from ..formats.layout import get_weight_out_in
 from ..kernels import matmul_nbits
-from ..kernels.matmul_nbits import block_groups, unpack_lowbit
+from ..kernels.matmul_nbits import block_groups, split_float_zeros, unpack_lowbit
 from ..kernels.onnx_export import export_onnx, exported, input_types, load_graph, remove_onnx, save_onnx, to_feeds
 from ..measure.memory import peak_memory_bytes
 from .base import RUNTIMES, Realized, Runner
@@ -191,9 +192,10 @@ def _nbits_notes(bits: str, weights: dict, accuracy_level: int) -> list[str]:
     scaled = [name for name, w in weights.items() if w.input_scale is not None]
     if scaled:
         notes.append(f"per-input-channel scales applied at run time: a Div before MatMulNBits in {', '.join(scaled)}")
-    floating = [name for name, w in weights.items() if w.zero_points is not None and w.zero_points.dtype != np.uint8]
+    floating = [name for name, w in weights.items() if w.zero_correction is not None]
     if floating:
-        notes.append(f"float zero points as MatMulNBits' float32 zero_points input (not packed integers): "
+        notes.append(f"float zero points split exactly into MatMulNBits' integer zero points and a per-group "
+                     f"correction (group sums of the input x scale x fractional zero, subtracted after it): "
                      f"{', '.join(floating)}")
     return notes
 
@@ -273,7 +275,11 @@ def _check_same_integers(packed: dict, weights: dict) -> None:
         w = weights[name]
         codes, zeros, scales = unpack_lowbit(w)
         groups = block_groups(w.K, w.block_size, lw.group_size)
-        same = (np.array_equal(codes, lw.q.numpy()) and np.array_equal(zeros, lw.zeros.numpy()[:, groups])
+        expected_zeros, correction = split_float_zeros(lw) if lw.float_zeros else (lw.zeros.numpy(), None)
+        same = (np.array_equal(codes, lw.q.numpy()) and np.array_equal(zeros, expected_zeros[:, groups])
+                and (w.zero_correction is None) == (correction is None)
+                and (correction is None or (np.array_equal(w.zero_correction, correction)
+                                            and np.array_equal(w.group_of_column, lw.g_idx.numpy())))
                 and np.array_equal(scales, lw.scales.float().numpy()[:, groups])
                 and (w.input_scale is None) == (lw.input_scale is None)
                 and (lw.input_scale is None or np.array_equal(w.input_scale, lw.input_scale.float().numpy())))

@@ -1,6 +1,7 @@
 """HQQ (Badri & Shaji, 2023): calibration-free low-bit weights whose float zero points minimize an
 lp error by half-quadratic optimisation (``core.py``). Same format and kernels as rtn/gptq: the
-float zeros run as they are in tinygemm (whose zero is a float) and as MatMulNBits' float zero_points."""
+float zeros run as they are in tinygemm (whose zero is a float); for MatMulNBits they are split exactly
+into integer zero points and a per-group correction (``kernels/matmul_nbits.py``)."""
 from dataclasses import dataclass
 from functools import partial
 
