@@ -1,7 +1,7 @@
 """The low-bit weight-only format: integer codes with per-group scales and zero points, plain data
 that every runtime consumes (torch-cpu tinygemm / int8 weight-only, ONNX Runtime MatMulNBits, CUDA).
 Methods (rtn, gptq, awq, hqq) produce it; on disk it is the GPTQ checkpoint packing
-(``methods/lowbit/packing.py``, ``artifact.py``)."""
+(``gptq_packing.py``, ``lowbit_file.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

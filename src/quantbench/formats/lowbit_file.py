@@ -2,7 +2,7 @@
 qzeros, scales, g_idx) of each quantized layer, every other tensor of the model as is, and
 the quantization config in its metadata. ``fill_lowbit`` is its one loader: it fills a model's
 skeleton, each quantized layer either replaced by a module that runs its codes (the runtimes'
-low-bit kernels, ``runtimes/weight_only.py``) or dequantized once into the layer's weight.
+low-bit kernels, ``kernels/weight_only.py``) or dequantized once into the layer's weight.
 ``load_lowbit`` dequantizes every layer: exactly the model the file describes, the reference the
 tests check the kernels against."""
 import hashlib

@@ -8,7 +8,7 @@
   models of tasks that cannot be traced (transformers). At load the quantized layers become
   torch's CPU weight-only kernels fed with the same integers (int4 tinygemm
   ``aten._weight_int4pack_mm_for_cpu`` for 2/3/4-bit codes, ``aten._weight_int8pack_mm`` for
-  8-bit per-row grids; bf16 activations), see ``weight_only.py``; layers neither takes keep their
+  8-bit per-row grids; bf16 activations), see ``kernels/weight_only.py``; layers neither takes keep their
   weights dequantized once at load, and the row says so. The file is filled into a skeleton of
   the model (parameters on "meta"), so loading reads and allocates no fp32 weights first;
 - a pickled module (``.pth``, torch.save) for torch int8 models of tasks that cannot be
