@@ -147,3 +147,38 @@ def test_scale_must_be_positive_and_sized():
         fold_scale(model, fold, torch.ones(5))
     with pytest.raises(ValueError):
         scale_weight_columns(model[2], -torch.ones(16))
+
+
+@pytest.mark.parametrize("model_dir, expected", [
+    ("tiny_llama_dir", {"layers.0.mlp.down_proj": "layers.0.mlp.up_proj",
+                        "layers.0.self_attn.o_proj": "layers.0.self_attn.v_proj"}),
+    ("tiny_bert_dir", {"encoder.layer.0.attention.output.dense": "encoder.layer.0.attention.self.value"}),
+])
+def test_transformers_families_fold_what_their_forward_makes_exact(model_dir, expected, request):
+    """fx cannot trace these models; the family table folds up -> down and v -> o, and the logits
+    stay the same after a random positive scale is folded there."""
+    transformers = pytest.importorskip("transformers")
+    folder = request.getfixturevalue(model_dir)
+    model = transformers.AutoModel.from_pretrained(folder).eval()
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    folds = find_folds(model, names)
+    assert {k: v.producer for k, v in folds.items() if ".0." in k} == expected
+    assert not any(k.endswith(("q_proj", "k_proj", "query", "intermediate.dense")) for k in folds)
+    ids = torch.randint(5, 500, (2, 12))
+    with torch.no_grad():
+        before = model(input_ids=ids).last_hidden_state
+        for name, fold in folds.items():
+            s = torch.rand(model.get_submodule(name).in_features) + 0.5
+            fold_scale(model, fold, s)
+            scale_weight_columns(model.get_submodule(name), s)
+        after = model(input_ids=ids).last_hidden_state
+    assert torch.allclose(before, after, atol=1e-4, rtol=1e-4)
+
+
+def test_grouped_query_attention_is_not_folded():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                      num_attention_heads=4, num_key_value_heads=2)
+    model = transformers.LlamaModel(config).eval()
+    folds = find_folds(model, [n for n, m in model.named_modules() if isinstance(m, nn.Linear)])
+    assert set(folds) == {"layers.0.mlp.down_proj"}

@@ -42,14 +42,15 @@ class Fold:
 def find_folds(model: nn.Module, layer_names: list[str]) -> dict[str, Fold]:
     """{layer name: Fold} for the named nn.Linear layers whose input scale can be folded exactly.
 
-    Layers that are not nn.Linear, not foldable, or not found are left out; so is every layer
-    of a model ``torch.fx.symbolic_trace`` cannot trace (e.g. transformers models): {}.
-    BatchNorm1d is assumed to see 2-D [batch, channels] input (fx records no shapes).
+    Layers that are not nn.Linear, not foldable, or not found are left out. A model that
+    ``torch.fx.symbolic_trace`` cannot trace (transformers models) gets the folds its family is known
+    to allow (``FAMILY_FOLDS``), else none. BatchNorm1d is assumed to see 2-D [batch, channels] input
+    (fx records no shapes).
     """
     try:
         graph = fx.symbolic_trace(model).graph
     except Exception:  # fx raises many kinds of errors on untraceable forwards
-        return {}
+        return _family_folds(model, layer_names)
     modules = dict(model.named_modules())
     calls = _module_calls(graph)
     folds = {}
@@ -59,6 +60,37 @@ def find_folds(model: nn.Module, layer_names: list[str]) -> dict[str, Fold]:
             fold = _trace_back(name, layer, calls[name][0], modules, calls)
             if fold is not None and not _shares_parameters(model, layer, modules[fold.producer]):
                 folds[name] = fold
+    return folds
+
+
+FAMILY_FOLDS: dict[tuple[str, ...], tuple[tuple[str, str, str], ...]] = {
+    ("llama", "mistral", "qwen2", "qwen3"): (
+        ("mlp.down_proj", "mlp.up_proj", "act(gate_proj) * up_proj"),
+        ("self_attn.o_proj", "self_attn.v_proj", "attention (a weighted sum of v)"),
+    ),
+    ("opt",): (("self_attn.out_proj", "self_attn.v_proj", "attention (a weighted sum of v)"),),
+    ("bert", "roberta"): (("attention.output.dense", "attention.self.value", "attention (a weighted sum of v)"),),
+}
+"""Per transformers ``model_type``: (layer suffix, producer suffix in the same block, what lies between)
+for folds that fx cannot see but the family's forward makes exact: a positive per-channel scale on
+the producer's output reaches the layer's input unchanged in shape and nothing else reads it. The
+shapes must match (so grouped-query attention, where v is shared by several heads, is never folded)."""
+
+
+def _family_folds(model: nn.Module, layer_names: list[str]) -> dict[str, Fold]:
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    rules = next((r for types, r in FAMILY_FOLDS.items() if model_type in types), ())
+    modules = dict(model.named_modules())
+    folds = {}
+    for name in layer_names:
+        for layer_suffix, producer_suffix, between in rules:
+            if not name.endswith("." + layer_suffix):
+                continue
+            producer = name[: -len(layer_suffix)] + producer_suffix
+            layer, source = modules.get(name), modules.get(producer)
+            if (isinstance(layer, nn.Linear) and isinstance(source, nn.Linear)
+                    and source.out_features == layer.in_features and not _shares_parameters(model, layer, source)):
+                folds[name] = Fold(layer=name, producer=producer, kind="linear", path=(between,))
     return folds
 
 
