@@ -16,14 +16,6 @@ from quantbench.tasks.train import trained_fp32
 
 
 @pytest.fixture(scope="module")
-def mlp(tmp_path_factory):
-    task = build_task("tabular", dataset="digits", hidden=(256, 256), seed=0)
-    cache = tmp_path_factory.mktemp("cache")
-    model, _ = trained_fp32(task, 0, cache, progress=False)
-    return task, model
-
-
-@pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
     task = build_task("cnn", seed=0)
     model, _ = trained_fp32(task, 0, tmp_path_factory.mktemp("cache"), progress=False)
@@ -109,3 +101,15 @@ def test_config_rejects_out_of_range_values():
 
     with pytest.raises(UserError):
         make_config("ptq-static", {"percentile": "10"})
+
+
+@pytest.mark.parametrize("spec, static", [("ptq-dynamic", False), ("ptq-static", True)])
+def test_int8_format_holds_every_layers_grid_fused_ones_too(spec, static, mlp):
+    """The format reads each quantized layer's grid from the converted model: per-channel weight scales
+    (256 rows) for every Linear, LinearReLU included, and output activation scales for static layers."""
+    task, model = mlp
+    fmt = quantize(spec, task, model).format
+    assert fmt.source == "torch.ao" and fmt.activations == ("static" if static else "dynamic")
+    assert set(fmt.layers) == {"0", "2", "4"}
+    assert fmt.layers["0"].weight_scales.shape == (256,) and bool((fmt.layers["0"].weight_scales > 0).all())
+    assert (fmt.layers["2"].output_scale is not None) == static

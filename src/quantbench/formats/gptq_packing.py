@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from .lowbit import LowBitWeight, max_code
+from .lowbit import LowBitWeight, check_bits, max_code
 
 _WORD_BITS = 32
 _CHECKPOINT_FORMATS = {"gptq": 1, "gptq_v2": 0}  # offset subtracted from zeros when stored
@@ -34,7 +34,7 @@ _CHECKPOINT_FORMATS = {"gptq": 1, "gptq_v2": 0}  # offset subtracted from zeros 
 
 def pack_along_rows(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """int32 [ceil(K * bits / 32), N]: codes [K, N] packed along dim 0 (zero padding at the end)."""
-    _check_pack_bits(bits)
+    check_bits(bits)
     if codes.dim() != 2:
         raise ValueError(f"codes must be 2-D [K, N], got shape {tuple(codes.shape)}")
     values = codes.to(torch.int64)
@@ -57,7 +57,7 @@ def pack_along_rows(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 def unpack_rows(packed: torch.Tensor, bits: int, K: int) -> torch.Tensor:
     """int64 codes [K, N] from words [ceil(K * bits / 32), N] made by ``pack_along_rows``."""
-    _check_pack_bits(bits)
+    check_bits(bits)
     n_words, n_cols = packed.shape
     if n_words != _n_words(K, bits):
         raise ValueError(f"{K} values of {bits} bits need {_n_words(K, bits)} words, got {n_words}")
@@ -159,8 +159,3 @@ def _zero_offset(checkpoint_format: str) -> int:
         known = sorted(_CHECKPOINT_FORMATS)
         raise ValueError(f"checkpoint_format must be one of {known}, got {checkpoint_format!r}")
     return _CHECKPOINT_FORMATS[checkpoint_format]
-
-
-def _check_pack_bits(bits: int) -> None:
-    if not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise ValueError(f"bits must be an int in 1..8, got {bits!r}")

@@ -32,10 +32,11 @@ class Int8Format:
 
 
 def read_torch_int8_layers(module: nn.Module) -> dict[str, Int8Layer]:
-    """The int8 grid of each quantized layer of a converted torch.ao model."""
+    """The int8 grid of each quantized layer of a converted torch.ao model (fused ones such as
+    LinearReLU included)."""
     layers = {}
     for name, m in module.named_modules():
-        if not type(m).__module__.startswith("torch.ao.nn.quantized") or not callable(getattr(m, "weight", None)):
+        if not _is_torch_ao_quantized(m):
             continue
         w = m.weight()
         if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
@@ -46,3 +47,8 @@ def read_torch_int8_layers(module: nn.Module) -> dict[str, Int8Layer]:
         layers[name] = Int8Layer(scales, zeros, float(m.scale) if static else None,
                                  int(m.zero_point) if static else None)
     return layers
+
+
+def _is_torch_ao_quantized(module: nn.Module) -> bool:
+    path = type(module).__module__
+    return path.startswith("torch.ao.nn") and ".quantized" in path and callable(getattr(module, "weight", None))

@@ -16,9 +16,8 @@ class LowBitWeight:
     """A weight matrix [out_features, in_features] as integer codes plus per-group grids.
 
     ``q``: uint8 codes [out, in]; ``scales`` float32 [out, n_groups]; ``zeros`` [out, n_groups]
-    (integer values, float or int dtype); ``g_idx`` int32 [in], the group of each input column;
-    ``group_size`` -1 means one group per row. Zero points may be any float (``float_zeros``: HQQ's
-    optimized zeros) where a kernel takes them. ``input_scale`` float32 [in] (AWQ's per-input-channel
+    (integer values for rtn/gptq/awq; any float for HQQ's optimized zeros, see ``float_zeros``);
+    ``g_idx`` int32 [in], the group of each input column; ``group_size`` -1 means one group per row. ``input_scale`` float32 [in] (AWQ's per-input-channel
     scale, when it is not folded into the previous op): the codes hold W * input_scale, and the layer
     computes codes' weight @ (x / input_scale), so ``dequantize`` gives the weight the layer applies.
     """

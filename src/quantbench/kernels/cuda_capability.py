@@ -31,8 +31,8 @@ KERNELS: dict[str, KernelNeed] = {
                                (7, 5), True),
     "int4-weight-only": KernelNeed("int4 weight-only tinygemm (aten._weight_int4pack_mm, bf16 mma.sync)", (8, 0),
                                    False),
-    "float8-dynamic": KernelNeed("fp8 e4m3 dynamic activation x fp8 weight (torchao; torch._scaled_mm, fp8 tensor cores)",
-                      (8, 9), True),
+    "float8-dynamic": KernelNeed("fp8 e4m3 dynamic activation x fp8 weight (torchao; torch._scaled_mm, "
+                                 "fp8 tensor cores)", (8, 9), True),
 }
 DTYPE_KINDS = {"bfloat16": "bf16", "float16": "fp16"}
 TORCHAO_MIN = (0, 10)

@@ -1,7 +1,7 @@
 """Weight-only low-bit kernels of torch, fed with quantbench's integers as they are (no
 re-quantization), on the CPU and on CUDA:
 
-- ``tinygemm_weight``: a ``LowBitWeight`` (codes, integer zero points, fp16-rounded scales, g_idx)
+- ``tinygemm_weight``: a ``LowBitWeight`` (codes, zero points, fp16-rounded scales, g_idx)
   as the operands of torch's int4 "tinygemm" kernels (``aten._weight_int4pack_mm`` on CUDA, the
   kernel behind torchao's tensor-core-tiled int4 layout, and ``aten._weight_int4pack_mm_for_cpu``,
   its CPU build with the same convention), plus the kernel's dequant formula in plain torch
@@ -18,7 +18,7 @@ tinygemm's convention (torch ``int4mm.cu``; torchao ``_dequantize_affine_tinygem
     w = (u - 8) * scale + zero          (scale, zero: bf16, one pair per group of K columns)
 
 with ``scales_and_zeros`` of shape [K / group_size, N, 2] ([..., 0] scale, [..., 1] zero). quantbench
-stores w = s * (q - z) with an integer zero point z, so u = q and
+stores w = s * (q - z) with a zero point z (an integer; HQQ's is a float), so u = q and
 
     zero = s * (8 - z)                  since s * (q - z) = s * (q - 8) + s * (8 - z).
 
@@ -31,16 +31,12 @@ slower on our machines), so a row run on them computes its matmuls with bf16 inp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..errors import NotRepresentable
-from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY, weight_only_kind
-
-if TYPE_CHECKING:  # methods import runtimes; keep this module free of that cycle
-    from ..formats.lowbit import LowBitWeight
+from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY, LowBitWeight, weight_only_kind
 
 TINYGEMM_GROUP_SIZES = (256, 128, 64, 32)
 """Group sizes the tinygemm kernel is compiled for, largest first."""

@@ -11,14 +11,15 @@ from ..registry import Registry
 @dataclass
 class Realized:
     """An artifact on disk and what it took to make it. ``extra_files``: files beside ``path`` that
-    hold its tensors (ONNX external data); they count in its size."""
+    hold its tensors (ONNX external data); they count in its size. ``quantize_seconds`` is the
+    quantization's, set by ``pipeline.realize_row`` (writing the artifact is not quantizing)."""
 
     path: Path
     kernel: str
-    quantize_seconds: float
     notes: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
     extra_files: list[Path] = field(default_factory=list)
+    quantize_seconds: float = 0.0
 
 
 class Runtime(Protocol):

@@ -25,6 +25,7 @@ Peak memory is ``torch.cuda.max_memory_allocated`` growth while loading and runn
 """
 from __future__ import annotations
 
+import copy
 import functools
 import gc
 import importlib.metadata
@@ -139,11 +140,12 @@ def supports(quantized, target: Target) -> str | None:
     if isinstance(fmt, LowBitFormat):
         kinds = {weight_only_kind(bits) for bits in fmt.bits}
         why = next((f"{kind} on cuda: {r}" for kind in sorted(kinds) if (r := target.reason(kind))), None)
-        refused = {name: r for name, lw in fmt.layers.items() if lw.kernel_kind == INT4_WEIGHT_ONLY and (r := tinygemm_refusal(lw))}
+        refused = {name: r for name, lw in fmt.layers.items()
+                   if lw.kernel_kind == INT4_WEIGHT_ONLY and (r := tinygemm_refusal(lw))}
         return why or next((f"int4-weight-only on cuda: layer {name}: {r}" for name, r in refused.items()), None)
     if isinstance(fmt, (Int8Format, Float8Format)) and fmt.source != "torchao":
-        return (f"{fmt.source} int8 models run on CPU engines only (fbgemm/qnnpack kernels); on CUDA, int8 runs "
-                f"as torchao's dynamic-activation int8 or as a weight-only low-bit format")
+        return (f"models quantized by {fmt.source} run on CPU runtimes only; on CUDA, int8 and float8 run as "
+                f"torchao's dynamic-activation formats, or low-bit weight-only")
     return None
 
 
@@ -157,18 +159,19 @@ def realize(quantized, task, stem: Path, target: Target) -> Realized:
         kernel, more = _lowbit_kernel(fmt, target)
         notes += more
     elif isinstance(fmt, DenseFormat):
-        path = save_state(_to_target(quantized.module, target), stem, target, "dense")
+        path = save_state(_to_target(copy.deepcopy(quantized.module), target), stem, target, "dense")
         kernel = f"torch CUDA {target.dense_kind} dense (cuBLAS)"
         notes.append(f"the CUDA baseline is half precision: the fp32 model cast to {target.dtype_name} (weights, "
                      f"activations and outputs); other rows on this runtime compare with it")
     else:  # torchao's own quantizer already put the model on the GPU
-        path = save_state(quantized.module, stem, target, "float8-dynamic" if isinstance(fmt, Float8Format) else "int8-dynamic")
+        kind = "float8-dynamic" if isinstance(fmt, Float8Format) else "int8-dynamic"
+        path = save_state(quantized.module, stem, target, kind)
         kernel = quantized.kernel
     if target.compile:
         kernel += " + torch.compile"
     notes.append(LATENCY_NOTE)
     details["cuda"] = target.details()
-    return Realized(path, kernel, 0.0, notes, details)
+    return Realized(path, kernel, notes, details)
 
 
 def _lowbit_kernel(fmt: LowBitFormat, target: Target) -> tuple[str, list[str]]:

@@ -90,8 +90,9 @@ class OnnxRuntimeCPU:
         return None
 
     def realize(self, quantized, task, stem: Path) -> Realized:
-        """Write ``quantized`` (supported here) as an ``.onnx`` file and name the operators that run it."""
-        path = stem.with_suffix(".onnx")
+        """Write ``quantized`` (supported here) as an ``.onnx`` file (unless a runtime-native quantizer wrote
+        it already) and name the operators that run it."""
+        path = quantized.graph or stem.with_suffix(".onnx")
         saved = functools.cache(functools.partial(load_graph, path))  # the file, parsed once for all that reads it
         realized = _write(self, quantized, task, path, saved)
         ops = {"run": count_ops_run(path, torch.get_num_threads()), "saved": _op_counts(saved())}
@@ -122,8 +123,8 @@ class OnnxRuntimeCPU:
 
 def _write(rt, quantized, task, path: Path, saved) -> Realized:
     fmt, notes, details = quantized.format, list(quantized.notes), dict(quantized.details)
-    if quantized.graph is not None:  # written by ONNX Runtime's own quantizer, at this row's path
-        return Realized(path, f"onnxruntime CPU int8 {_int8_kind(fmt)} (MLAS)", 0.0, notes, details)
+    if quantized.graph is not None:  # written by ONNX Runtime's own quantizer
+        return Realized(path, f"onnxruntime CPU int8 {_int8_kind(fmt)} (MLAS)", notes, details)
     remove_onnx(path)
     if isinstance(fmt, LowBitFormat):
         return _lowbit(rt, quantized, task, path, saved)
@@ -133,8 +134,8 @@ def _write(rt, quantized, task, path: Path, saved) -> Realized:
     if isinstance(fmt, Int8Format):
         notes.append("the torch.ao int8 model exported as QuantizeLinear/DequantizeLinear around float ops: its int8 "
                      "weights, scales and zero points as is")
-        return Realized(path, "onnxruntime CPU int8 QDQ from a torch.ao int8 model (MLAS)", 0.0, notes, details)
-    return Realized(path, "onnxruntime CPU fp32 (MLAS)", 0.0, notes, details)
+        return Realized(path, "onnxruntime CPU int8 QDQ from a torch.ao int8 model (MLAS)", notes, details)
+    return Realized(path, "onnxruntime CPU fp32 (MLAS)", notes, details)
 
 
 def _int8_kind(fmt: Int8Format) -> str:
@@ -153,7 +154,7 @@ def _lowbit(rt, quantized, task, path: Path, saved) -> Realized:
     bits = "/".join(map(str, fmt.bits))
     notes = quantized.notes + _nbits_notes(bits, weights, rt.accuracy_level) + _absent_notes(absent, task)
     kernel = f"onnxruntime CPU MatMulNBits int{bits} accuracy_level {rt.accuracy_level} (MLAS)"
-    return Realized(path, kernel, 0.0, notes, details)
+    return Realized(path, kernel, notes, details)
 
 
 def _write_nbits_graph(module: nn.Module, weights: dict, task, accuracy_level: int, path: Path) -> list[str]:
@@ -267,24 +268,29 @@ def _session_input_types(session) -> dict[str, np.dtype]:
 
 
 def _check_same_integers(packed: dict, weights: dict) -> None:
-    """The MatMulNBits tensors, unpacked, hold exactly the LowBitWeight's codes, zeros and scales."""
+    """The MatMulNBits tensors, unpacked, hold exactly the LowBitWeight's codes, zeros and scales (and
+    its input scale; float zeros as their integer part plus the correction ``split_float_zeros`` gives)."""
     if set(packed) != set(weights):
         raise AssertionError(f"the file's MatMulNBits layers {sorted(weights)} are not the quantized ones "
                              f"{sorted(packed)}")
     for name, lw in packed.items():
-        w = weights[name]
-        codes, zeros, scales = unpack_lowbit(w)
-        groups = block_groups(w.K, w.block_size, lw.group_size)
-        expected_zeros, correction = split_float_zeros(lw) if lw.float_zeros else (lw.zeros.numpy(), None)
-        same = (np.array_equal(codes, lw.q.numpy()) and np.array_equal(zeros, expected_zeros[:, groups])
-                and (w.zero_correction is None) == (correction is None)
-                and (correction is None or (np.array_equal(w.zero_correction, correction)
-                                            and np.array_equal(w.group_of_column, lw.g_idx.numpy())))
-                and np.array_equal(scales, lw.scales.float().numpy()[:, groups])
-                and (w.input_scale is None) == (lw.input_scale is None)
-                and (lw.input_scale is None or np.array_equal(w.input_scale, lw.input_scale.float().numpy())))
-        if not same:
+        if not _holds_exactly(weights[name], lw):
             raise AssertionError(f"layer {name}: MatMulNBits tensors do not hold the quantbench integers")
+
+
+def _holds_exactly(w, lw) -> bool:
+    codes, zeros, scales = unpack_lowbit(w)
+    groups = block_groups(w.K, w.block_size, lw.group_size)
+    integer_zeros, correction = split_float_zeros(lw) if lw.float_zeros else (lw.zeros.numpy(), None)
+    input_scale = None if lw.input_scale is None else lw.input_scale.float().numpy()
+    return (np.array_equal(codes, lw.q.numpy()) and np.array_equal(zeros, integer_zeros[:, groups])
+            and np.array_equal(scales, lw.scales.float().numpy()[:, groups])
+            and _same_or_both_none(w.zero_correction, correction) and _same_or_both_none(w.input_scale, input_scale)
+            and (correction is None or np.array_equal(w.group_of_column, lw.g_idx.numpy())))
+
+
+def _same_or_both_none(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 def _weight_out_in(module: nn.Module, name: str) -> np.ndarray:
@@ -292,7 +298,9 @@ def _weight_out_in(module: nn.Module, name: str) -> np.ndarray:
 
 
 def _nbits_size_note(weights: dict) -> str:
-    total = sum(w.nbytes for w in weights.values())
+    one_hot = {w.group_of_column.tobytes(): 4 * w.K * (int(w.group_of_column.max()) + 1)
+               for w in weights.values() if w.group_of_column is not None}  # shared by layers with the same groups
+    total = sum(w.nbytes for w in weights.values()) + sum(one_hot.values())
     codes = sum(w.B.nbytes for w in weights.values())
     fp32 = sum(4 * w.N * w.K for w in weights.values())
     return (f"quantized layers: {total / 1e6:.3f} MB in MatMulNBits tensors ({codes / 1e6:.3f} MB codes) vs "

@@ -87,7 +87,7 @@ class TorchCPU:
             kernel = self.kernel(f"int8 {fmt.activations} linear" + ("/conv" if fmt.activations == "static" else ""))
         else:
             kernel = f"torch fp32 dense ({'frozen TorchScript' if task.traceable else 'eager'})"
-        return Realized(path, kernel, 0.0, notes, details)
+        return Realized(path, kernel, notes, details)
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
         batch = task.latency_input(batch_size)

@@ -77,9 +77,9 @@ def outliers_task(dataset: str = "digits", data: str | None = None, target: str 
     factor. The function is unchanged (ReLU commutes with a positive scale), but those channels' inputs
     to the second layer are OUTLIER_FACTOR times larger than the rest, which per-tensor int8
     activations handle badly and SmoothQuant is built for."""
-    task = tabular_task(dataset, data, target, hidden, seed)
     if len(hidden) < 2:
         raise UserError("the outliers task needs at least two hidden layers (--hidden 512,512)")
+    task = tabular_task(dataset, data, target, hidden, seed)
     task.name = "outliers"
     task.description += f"; {OUTLIER_CHANNELS} hidden channels x{OUTLIER_FACTOR:g} into layer 2 (function unchanged)"
     task.after_training = partial(inject_outliers, seed=seed)

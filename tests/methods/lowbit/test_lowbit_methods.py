@@ -7,15 +7,6 @@ from quantbench.config import parse_methods
 from quantbench.methods import Context, apply_method
 from quantbench.formats.lowbit_file import load_lowbit
 from quantbench.runtimes import TorchCPU
-from quantbench.tasks import build_task
-from quantbench.tasks.train import trained_fp32
-
-
-@pytest.fixture(scope="module")
-def mlp(tmp_path_factory):
-    task = build_task("tabular", dataset="digits", hidden=(256, 256), seed=0)
-    model, _ = trained_fp32(task, 0, tmp_path_factory.mktemp("cache"), progress=False)
-    return task, model
 
 
 def quantize(spec, task, model):
