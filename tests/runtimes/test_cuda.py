@@ -203,7 +203,7 @@ def test_lowbit_rows_run_the_integers_of_the_torch_cpu_row(mlp, tmp_path):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("ptq-static", "run on CPU engines only"), ("qat", "run on CPU engines only"),
+    ("ptq-static", "run on CPU runtimes only"), ("qat", "run on CPU runtimes only"),
     ("rtn:group_size=48", "layer 0: groups of 48 columns over in_features 64"),
 ])
 def test_unsupported_rows_say_why(spec, message, mlp, tmp_path):
