@@ -10,6 +10,7 @@ from . import methods  # noqa: F401  (registers the methods)
 from .config import parse_methods
 from .env import capture_env
 from .pipeline import measure_method
+from .report.files import write_outputs
 from .results import Results
 from .errors import UserError
 from .kernels.int8_engine import choose_int8_engine
@@ -38,9 +39,14 @@ def compare(spec: CompareSpec) -> Results:
         for config, rt in bar:
             bar.set_postfix_str(f"{config.label()} @ {rt.name}")
             rows.append(measure_method(config, fp32, ctx, rt, reference, spec, Path(artifacts)))
+            _export(rows[-1], Path(artifacts), task, spec.export)
     task_info = {"name": task.name, "description": task.description, "notes": task.notes,
                  "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
-    return Results(env=env | {"int8_engine": choose_int8_engine()}, task=task_info, rows=rows)
+    task_info |= {"identity": getattr(task, "identity", None) or {}}
+    results = Results(env=env | {"int8_engine": choose_int8_engine()}, task=task_info, rows=rows)
+    if spec.out:
+        write_outputs(results, Path(spec.out))
+    return results
 
 
 def deployment_runtimes(names: str, options: dict | None = None) -> list:
@@ -65,6 +71,14 @@ def _artifact_dir(out: str | None):
     path = Path(out) / "artifacts"
     path.mkdir(parents=True, exist_ok=True)
     return contextlib.nullcontext(path)
+
+
+def _export(row, artifacts: Path, task, folder: str | None) -> None:
+    """``--export``: the row's artifact as folders other tools load (``export/``), written while it exists."""
+    if folder:
+        from .export.rows import export_row
+
+        export_row(row, artifacts, task, Path(folder))
 
 
 def _spec_dict(spec: CompareSpec) -> dict:

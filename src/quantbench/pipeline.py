@@ -42,7 +42,7 @@ def realize_row(config: MethodConfig, fp32: nn.Module, ctx: Context, runtime, st
 
 
 def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: CompareSpec, artifacts: Path) -> None:
-    realized = realize_row(config, fp32, ctx, runtime, artifacts / _file_name(f"{row.method}@{runtime.name}"))
+    realized = realize_row(config, fp32, ctx, runtime, artifact_stem(artifacts, row))
     row.kernel, row.notes, row.details = realized.kernel, realized.notes, realized.details
     row.quantize_seconds = realized.quantize_seconds
     run = runtime.load(realized.path, ctx.task)
@@ -73,3 +73,8 @@ def _fill_size(row: Row, paths: list[Path], fp32: nn.Module) -> None:
 
 def _file_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
+
+
+def artifact_stem(artifacts: Path, row: Row) -> Path:
+    """Where ``row``'s artifact is written in ``artifacts`` (its runtime adds the suffix)."""
+    return artifacts / _file_name(f"{row.method}@{row.runtime}")

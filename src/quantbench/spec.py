@@ -36,6 +36,13 @@ class CompareSpec:
     threads: int = spec_field(0, "CPU threads for every measurement (0 = all cores this process may use)", "N")
     seed: int = spec_field(0, "seed of data split, training and calibration", "N")
     out: str | None = spec_field(None, "folder for results.json/csv/md, plot and artifacts", "DIR")
+    export: str | None = spec_field(None, "write each low-bit row of a Hugging Face model as folders other tools load: "
+                                    "DIR/<row>/gptq (transformers/GPTQModel) and DIR/<row>/compressed-tensors "
+                                    "(vLLM); see docs/export.md", "DIR")
+    lm_eval_tasks: str | None = spec_field(None, "lm task: also run these lm-evaluation-harness tasks (comma list, or "
+                                           "a task YAML file) on each row's loaded model; metrics go into the row",
+                                           "TASKS")
+    lm_eval_limit: int = spec_field(0, "lm-eval: at most N examples per task (0 = all)", "N")
     cache_dir: str | None = spec_field(None, "where trained FP32 models are cached "
                                        "(default $QUANTBENCH_CACHE or ~/.cache/quantbench)", "DIR")
     memory: bool = spec_field(True, "measure peak memory (loads each artifact in a fresh process)")
@@ -54,4 +61,5 @@ class CompareSpec:
     def task_options(self) -> dict:
         return {"dataset": self.dataset, "data": self.data, "target": self.target, "hidden": tuple(self.hidden),
                 "seed": self.seed, "model": self.model, "corpus": self.corpus, "seq_len": self.seq_len,
-                "eval_samples": self.eval_samples}
+                "eval_samples": self.eval_samples, "lm_eval_tasks": self.lm_eval_tasks,
+                "lm_eval_limit": self.lm_eval_limit}

@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=_compare)
     sub.add_parser("methods", help="list methods and their options").set_defaults(func=_methods)
     sub.add_parser("tasks", help="list built-in tasks").set_defaults(func=_tasks)
+    _add_export_command(sub)
     add_runtimes_command(sub)
     add_sweep_commands(sub)
     return parser
@@ -74,16 +75,47 @@ def _parser() -> argparse.ArgumentParser:
 
 def _compare(args) -> int:
     from ..api import compare
-    from ..report import plot_tradeoffs, render, write_all
+    from ..report import render
+    from ..report.files import OUTPUT_FILES
 
     spec = spec_from_args(CompareSpec, args)
-    results = compare(spec)
+    results = compare(spec)  # writes the --out files
     render(results)
     if spec.out:
-        out = Path(spec.out)
-        written = write_all(results, out) + [p for p in [plot_tradeoffs(results, out / "tradeoffs.png")] if p]
+        written = [Path(spec.out) / n for n in OUTPUT_FILES if (Path(spec.out) / n).exists()]
         print("wrote " + ", ".join(str(p) for p in written))
+    _print_exports(results)
     return 0 if any(r.status == "ok" for r in results.rows) else 1
+
+
+def _print_exports(results) -> None:
+    for row in results.rows:
+        for name, info in row.details.get("export", {}).items():
+            print(f"exported {row.label} as {name}: {info['folder']}")
+
+
+def _add_export_command(sub) -> None:
+    from ..export.rows import WRITERS
+
+    export = sub.add_parser("export", help="write a low-bit artifact as folders transformers, GPTQModel and vLLM load",
+                            description="Write a low-bit .safetensors artifact (from compare --out DIR: "
+                                        "DIR/artifacts/) of a Hugging Face model as a GPTQ and/or a "
+                                        "compressed-tensors folder. See docs/export.md.")
+    export.add_argument("artifact", type=Path, help="the row's artifact, e.g. runs/x/artifacts/gptq_torch-cpu.safetensors")
+    export.add_argument("--model", required=True, help="the Hugging Face model it was quantized from (folder or hub name)")
+    export.add_argument("--encoder", action="store_true", help="the model is an encoder (AutoModel), not a causal LM")
+    export.add_argument("--to", default=",".join(WRITERS), help=f"formats, comma list (default: {','.join(WRITERS)})")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR", help="one folder per format is written here")
+    export.set_defaults(func=_export)
+
+
+def _export(args) -> int:
+    from ..export.rows import export_artifact
+
+    for name, exported in export_artifact(args.artifact, args.model, "encoder" if args.encoder else "causal-lm",
+                                          args.out, args.to.split(",")).items():
+        print(f"wrote {name}: {exported.folder}" + "".join(f"\n  {note}" for note in exported.notes[1:]))
+    return 0
 
 
 def _methods(args) -> int:

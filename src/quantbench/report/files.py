@@ -22,6 +22,17 @@ def write_all(results: Results, out: Path) -> list[Path]:
     return [out / n for n in ("results.json", "results.csv", "results.md")]
 
 
+OUTPUT_FILES = ("results.json", "results.csv", "results.md", "tradeoffs.png")
+
+
+def write_outputs(results: Results, out: Path) -> list[Path]:
+    """Everything a comparison writes into its ``out`` folder (what ``CompareSpec(out=...)`` and the
+    CLI's ``--out`` both give): results.json/csv/md and the trade-off plot when a row is ok."""
+    from .plot import plot_tradeoffs
+
+    return write_all(results, out) + [p for p in [plot_tradeoffs(results, out / "tradeoffs.png")] if p]
+
+
 def write_csv(results: Results, path: Path) -> None:
     write_csv_lines(path, CSV_COLUMNS, (line for row in results.rows for line in csv_lines(row)))
 

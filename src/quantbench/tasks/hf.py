@@ -1,4 +1,5 @@
 """Loading Hugging Face models and tokenizers (local folder or hub name), with clear errors."""
+import contextlib
 import copy
 import importlib.util
 import os
@@ -52,7 +53,17 @@ class ModelBuilder:
 
     def skeleton(self):
         with parameters_on_meta():  # a copy of the config: the model keeps it, and may change it
-            return self._cls().from_config(copy.deepcopy(self._config)).float().eval()
+            return self._cls().from_config(self.config()).float().eval()
+
+    def config(self):
+        """A copy of the model's config (callers may change it)."""
+        return copy.deepcopy(self._config)
+
+    def save_tokenizer_and_generation_config(self, folder: Path) -> None:
+        """Write the model's tokenizer and, when it has one, its generation config into ``folder``."""
+        load_tokenizer(self.model).save_pretrained(folder)
+        with contextlib.suppress(OSError):  # encoders and many checkpoints have no generation config
+            require_transformers().GenerationConfig.from_pretrained(self.model).save_pretrained(folder)
 
     @cached_property
     def _config(self):
