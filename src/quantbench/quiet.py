@@ -31,10 +31,9 @@ def quiet_torch_quantization():
 
 
 @contextlib.contextmanager
-def quiet_torchao():
-    """Importing and applying torchao logs about optional native libraries and torch.compile
-    registrations; none of it is about the user's model."""
-    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+def quiet_loggers(*names: str):
+    """The loggers ``names`` print errors only, and no warning is shown, inside the block."""
+    loggers = [logging.getLogger(name) for name in names]
     levels = [log.level for log in loggers]
     for log in loggers:
         log.setLevel(logging.ERROR)
@@ -45,6 +44,12 @@ def quiet_torchao():
     finally:
         for log, level in zip(loggers, levels):
             log.setLevel(level)
+
+
+def quiet_torchao():
+    """Importing and applying torchao logs about optional native libraries and torch.compile
+    registrations; none of it is about the user's model."""
+    return quiet_loggers("torchao", "torch.utils._pytree")
 
 
 def import_torchao_quietly() -> None:

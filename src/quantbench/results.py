@@ -60,6 +60,18 @@ class Results:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_frame(self):
+        """A pandas DataFrame with one line per row and batch size: the columns of results.csv (a row
+        without latency is one line), plus each row's ``label``, ``config`` and ``notes``."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("Results.to_frame() needs pandas: pip install 'quantbench[pandas]'") from None
+        from .report.files import CSV_COLUMNS, csv_lines
+
+        lines = [{**line, "label": row.label} for row in self.rows for line in csv_lines(row)]
+        return pandas.DataFrame(lines, columns=["label", *CSV_COLUMNS, "config", "notes"])
+
     def save_json(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
 

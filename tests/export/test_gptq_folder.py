@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from quantbench.export import export_gptq
+from quantbench.export.gptq import export_gptq
 from quantbench.formats.lowbit_file import load_lowbit
 from quantbench.tasks.hf import model_builder
 

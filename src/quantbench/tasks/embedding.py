@@ -11,8 +11,8 @@ from torch import nn
 
 from ..errors import UserError
 from .base import SMALL_INSTANCES, TASKS, PretrainedTask, Quality, repeat_to
-from .hf import display_name, load_tokenizer, minilm_path, model_builder
-from .text_corpus import stdlib_sentences
+from .hf import display_name, load_tokenizer, minilm_path, model_builder, model_identity
+from .text_corpus import stdlib_sentences, text_sha256
 
 @dataclass(kw_only=True)
 class EmbeddingTask(PretrainedTask):
@@ -21,6 +21,7 @@ class EmbeddingTask(PretrainedTask):
     eval_sentences: list[str]
     max_length: int = 128
     batch_size: int = 64
+    identity: dict = field(default_factory=dict)
     model_output = "last_hidden_state"
     _latency_batches: dict[int, dict] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -105,16 +106,17 @@ def embedding_task(model: str, corpus: str = "stdlib-docs", seed: int = 0, calib
                    eval_samples: int = 0, name: str = "embedding", model_name: str | None = None,
                    **_) -> EmbeddingTask:
     sentences = read_sentences(corpus)
+    corpus_sha256 = text_sha256("\n".join(sentences))
     random.Random(seed).shuffle(sentences)
     calib = sentences[:min(calib_max, len(sentences) // 4)]
     evaluation = sentences[len(calib):]
     evaluation = evaluation[:eval_samples] if eval_samples else evaluation
-    build = model_builder(model, "encoder")
+    build, tokenizer = model_builder(model, "encoder"), load_tokenizer(model)
     return EmbeddingTask(
         name=name, description=f"{model_name or display_name(model)} embeddings on {corpus} "
                                f"({len(evaluation)} eval / {len(calib)} calibration sentences)",
-        build_model=build, tokenizer=load_tokenizer(model), calib_sentences=calib, eval_sentences=evaluation,
-        pretrained=build())
+        build_model=build, tokenizer=tokenizer, calib_sentences=calib, eval_sentences=evaluation, pretrained=build(),
+        identity=model_identity(model, tokenizer) | {"corpus": corpus, "corpus_sha256": corpus_sha256})
 
 
 @TASKS.register("embedding")

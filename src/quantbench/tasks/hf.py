@@ -1,6 +1,7 @@
 """Loading Hugging Face models and tokenizers (local folder or hub name), with clear errors."""
 import contextlib
 import copy
+import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -74,6 +75,49 @@ class ModelBuilder:
 def model_builder(model: str, kind: str) -> ModelBuilder:
     require_transformers()
     return ModelBuilder(model, kind)
+
+
+def model_identity(model: str, tokenizer) -> dict:
+    """What identifies the model a task measured: its name, hub revision (None for a local folder), a sha256
+    of its weight files (16 hex digits) and its tokenizer (class, vocabulary size, sha256 of its definition)."""
+    folder = _local_folder(model)
+    config = require_transformers().AutoConfig.from_pretrained(model)
+    return {"model": model, "revision": getattr(config, "_commit_hash", None),
+            "weights_sha256": files_sha256(sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin")))
+            if folder else None,
+            "tokenizer": {"class": type(tokenizer).__name__, "vocab_size": len(tokenizer),
+                          "sha256": _tokenizer_sha256(tokenizer)}}
+
+
+def files_sha256(paths: list[Path]) -> str | None:
+    """sha256 (16 hex digits) of the files' names and bytes, in order; None without files."""
+    if not paths:
+        return None
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _local_folder(model: str) -> Path | None:
+    """The model's folder: itself, or its hub snapshot in the local cache (None when there is neither)."""
+    if Path(model).is_dir():
+        return Path(model)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not in the cache, or not a hub name: nothing to hash
+        return None
+
+
+def _tokenizer_sha256(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def minilm_path() -> str:

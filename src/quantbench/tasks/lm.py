@@ -3,15 +3,15 @@ the evaluation text is tokenized once and cut into non-overlapping segments of t
 context length; perplexity = exp(total next-token NLL / tokens). Calibration segments are
 random windows from a disjoint part of the corpus."""
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import UserError
 from .base import SMALL_INSTANCES, TASKS, PretrainedTask, Quality, repeat_to
-from .hf import display_name, load_tokenizer, model_builder
-from .text_corpus import read_text
+from .hf import display_name, load_tokenizer, model_builder, model_identity
+from .text_corpus import read_text, text_sha256
 
 @dataclass(kw_only=True)
 class LMTask(PretrainedTask):
@@ -19,6 +19,10 @@ class LMTask(PretrainedTask):
     calib_segments: torch.Tensor
     latency_tokens: int = 128
     seed: int = 0
+    tokenizer: object = None
+    lm_eval_tasks: str | None = None
+    lm_eval_limit: int = 0
+    identity: dict = field(default_factory=dict)
     model_output = "logits"
 
     @property
@@ -46,8 +50,20 @@ class LMTask(PretrainedTask):
         tokens_per_segment = self.eval_segments.shape[1] - 1
         ppl = math.exp(sum(nll) / (len(nll) * tokens_per_segment))
         agree = (torch.stack(top1) == reference).float().mean().item()
+        extra = {"eval_tokens": len(nll) * tokens_per_segment, "eval_batch_size": 1}
+        if self.lm_eval_tasks:
+            extra["lm_eval"] = self.run_lm_eval(run)
         return Quality("perplexity", ppl, bootstrap_perplexity_ci(nll, tokens_per_segment, self.seed), False,
-                       len(nll), agree, extra={"eval_tokens": len(nll) * tokens_per_segment, "eval_batch_size": 1})
+                       len(nll), agree, extra=extra)
+
+    def run_lm_eval(self, run) -> dict:
+        """lm-eval's ``lm_eval_tasks`` on the runner's own model (the one this row is measured on), or why not."""
+        from ..export.lm_eval import run_lm_eval
+
+        model = getattr(run, "module", None)
+        if not hasattr(model, "config") or not callable(getattr(model, "generate", None)):
+            return {"_not_run": "this row's runtime runs no transformers model that lm-eval's HFLM can wrap"}
+        return run_lm_eval(model, self.tokenizer, self.lm_eval_tasks, self.lm_eval_limit)
 
 
 def bootstrap_perplexity_ci(segment_nll: list[float], tokens: int, seed: int, draws: int = 1000) -> list[float]:
@@ -75,14 +91,20 @@ def random_windows(tokens: torch.Tensor, length: int, count: int, seed: int) -> 
 
 @TASKS.register("lm")
 def lm_task(model: str | None = None, corpus: str = "stdlib-docs", seq_len: int = 0, eval_samples: int = 0,
-            seed: int = 0, calib_max: int = 128, **_) -> LMTask:
+            seed: int = 0, calib_max: int = 128, lm_eval_tasks: str | None = None, lm_eval_limit: int = 0,
+            **_) -> LMTask:
     if not model:
         raise UserError("the lm task needs --model (a local folder or hub name of a causal LM)")
+    if lm_eval_tasks:
+        from ..export.lm_eval import task_names
+
+        task_names(lm_eval_tasks)  # a missing task file fails here, not in every row
     build = model_builder(model, "causal-lm")
     fp32 = build()
     context = getattr(fp32.config, "max_position_embeddings", None) or getattr(fp32.config, "n_positions", 2048)
     length = min(seq_len or context, context)
-    ids = load_tokenizer(model)(read_text(corpus), return_tensors="pt")["input_ids"][0]
+    tokenizer, text = load_tokenizer(model), read_text(corpus)
+    ids = tokenizer(text, return_tensors="pt")["input_ids"][0]
     calib_part, eval_part = ids[: len(ids) // 2], ids[len(ids) // 2:]
     eval_segs = segments(eval_part, length)
     if len(eval_segs) == 0 or len(calib_part) <= length:
@@ -93,7 +115,9 @@ def lm_task(model: str | None = None, corpus: str = "stdlib-docs", seq_len: int 
         name="lm", description=f"{display_name(model)} perplexity on {corpus} "
                                f"({len(eval_segs)} x {length} tokens; calibration from the other half)",
         build_model=build, eval_segments=eval_segs, seed=seed,
-        calib_segments=random_windows(calib_part, length, calib_max, seed), pretrained=fp32)
+        calib_segments=random_windows(calib_part, length, calib_max, seed), pretrained=fp32, tokenizer=tokenizer,
+        lm_eval_tasks=lm_eval_tasks, lm_eval_limit=lm_eval_limit,
+        identity=model_identity(model, tokenizer) | {"corpus": corpus, "corpus_sha256": text_sha256(text)})
 
 
 @SMALL_INSTANCES.register("lm")

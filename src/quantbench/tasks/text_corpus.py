@@ -2,6 +2,7 @@
 (for embedding tasks) or as running text (for language-model perplexity). Real English
 technical prose, no download; it varies slightly across Python versions, which the task
 fingerprint records. A local text file or a `datasets` corpus can be used instead."""
+import hashlib
 import importlib
 import inspect
 import re
@@ -56,6 +57,11 @@ def read_text(source: str) -> str:
     if not text.strip():
         raise UserError(f"{source} is empty")
     return text
+
+
+def text_sha256(text: str) -> str:
+    """sha256 (16 hex digits) of a corpus's text as read: equal hashes mean the same evaluation text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _wikitext2() -> str:
