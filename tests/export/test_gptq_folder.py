@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from quantbench import CompareSpec, compare
 from quantbench.export.gptq import export_gptq
 from quantbench.formats.lowbit_file import load_lowbit
 from quantbench.tasks.hf import model_builder
@@ -36,9 +37,9 @@ def assert_fp16_close(got: torch.Tensor, want: torch.Tensor) -> None:
     assert error <= tolerance, f"max |logit difference| {error:.2e} > {tolerance:.2e}"
 
 
-def artifact_model(artifact, model_dir):
+def artifact_model(artifact, model_dir, kind="causal-lm"):
     """quantbench's own model of the artifact: every layer dequantized in fp32 (the row's integers)."""
-    return load_lowbit(artifact, model_builder(model_dir, "causal-lm").skeleton())
+    return load_lowbit(artifact, model_builder(model_dir, kind).skeleton())
 
 
 def row(results, method):
@@ -67,15 +68,21 @@ def test_exported_rows_load_as_gptq_with_the_rows_logits(exported_llama, tiny_ll
     assert_fp16_close(logits(model), logits(artifact_model(artifact, tiny_llama_dir)))
 
 
-def test_partial_groups_are_named_in_the_row_and_the_readme(exported_llama):
-    """Group size 128 on in_features 64: one partial group, which gptqmodel's AVX-512 kernel refuses."""
-    results, _, _ = exported_llama
+def test_partial_groups_are_named_and_load_as_they_are(exported_llama, tiny_llama_dir):
+    """Group size 128 on in_features 64: one partial group, which gptqmodel's AVX-512 kernel refuses. The layers
+    are named in the row and the README, and the config asks for the torch backend, so a plain
+    ``from_pretrained(folder)`` (no option) loads the folder and gives the row's logits."""
+    results, artifacts, _ = exported_llama
     r = row(results, "rtn")
+    folder = Path(r.details["export"]["gptq"]["folder"])
     partial = r.details["export"]["gptq"]["partial_group_layers"]
     assert "model.layers.0.self_attn.q_proj" in partial and "model.layers.0.mlp.down_proj" not in partial
-    readme = (Path(r.details["export"]["gptq"]["folder"]) / "README.md").read_text()
-    assert "model.layers.0.self_attn.q_proj" in readme
+    assert "model.layers.0.self_attn.q_proj" in (folder / "README.md").read_text()
     assert any("does not divide in_features" in note and "q_proj" in note for note in r.notes)
+    model, info = transformers.AutoModelForCausalLM.from_pretrained(str(folder), output_loading_info=True)
+    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"]), info
+    assert_fp16_close(logits(model), logits(artifact_model(artifacts / f"{folder.parent.name}.safetensors",
+                                                           tiny_llama_dir)))
 
 
 def test_v2_zero_points_read_as_v1_give_other_logits(exported_llama, tiny_llama_dir, tmp_path):
@@ -111,3 +118,23 @@ def test_fp32_rows_are_not_exported(exported_llama):
     results, _, export = exported_llama
     assert "export" not in row(results, "fp32").details
     assert not (export / "fp32_torch-cpu").exists()
+
+
+def test_an_encoder_loads_through_automodel(tiny_bert_dir, tmp_path):
+    """BERT's blocks (encoder.layer) are named in the config, as transformers' GPTQ loader does not find them
+    itself; its pooler, outside the blocks, is stored dequantized and the row says so."""
+    results = compare(CompareSpec(task="embedding", model=tiny_bert_dir, methods="rtn:group_size=32", eval_samples=32,
+                                  batch_sizes=(1,), memory=False, progress=False, out=str(tmp_path),
+                                  export=str(tmp_path / "export")))
+    r = results.rows[0]
+    assert r.status == "ok", r.error
+    assert r.details["export"]["gptq"]["dequantized_layers"] == ["pooler.dense"]
+    assert any("pooler.dense stored dequantized" in note for note in r.notes)
+    model, info = transformers.AutoModel.from_pretrained(
+        r.details["export"]["gptq"]["folder"], quantization_config=transformers.GPTQConfig(bits=4, backend="torch"),
+        output_loading_info=True)
+    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"]), info
+    reference = artifact_model(tmp_path / "artifacts" / "rtn_group_size=32_torch-cpu.safetensors", tiny_bert_dir,
+                               "encoder")
+    with torch.inference_mode():
+        assert_fp16_close(model(input_ids=IDS).last_hidden_state, reference(input_ids=IDS).last_hidden_state)

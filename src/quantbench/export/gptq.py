@@ -16,7 +16,7 @@ What the loaders need, and how each is met:
   one step on every zero (vllm #26343): the README line says which format the folder holds.
 - Group sizes that do not divide a layer's in_features (a partial last group) load with
   gptqmodel's torch backend; its AVX-512 CPU kernel, Marlin and ExLlama refuse them: such layers
-  are named in the row and the README.
+  are named in the row and the README, and the config then asks for ``backend: "torch"``.
 """
 import json
 from pathlib import Path
@@ -56,6 +56,8 @@ def export_gptq(artifact: Path, builder, folder: Path, max_shard_bytes: int = MA
               "meta": {"quantizer": [PRODUCER], "method": _artifact_method(artifact),
                        "lowbit_sha256": lowbit_fingerprint(packed)}}
     partial = partial_group_layers(kept)
+    if partial:  # the one gptqmodel backend that takes partial groups; a loader's own choice would refuse them
+        config["backend"] = "torch"
     exported = Exported(folder, details={"checkpoint_format": checkpoint_format, "dequantized_layers": sorted(outside),
                                          "partial_group_layers": partial})
     exported.notes = _notes(folder, outside, partial, group_size)
@@ -143,8 +145,8 @@ def _notes(folder: Path, outside: set, partial: list[str], group_size: int) -> l
                      f"layers found in every transformer block)")
     if partial:
         notes.append(f"GPTQ export: group_size {group_size} does not divide in_features of {', '.join(partial)}: "
-                     f"gptqmodel's torch backend loads them (backend='torch'); its AVX-512 CPU, Marlin and "
-                     f"ExLlama kernels refuse them")
+                     f"the config asks for gptqmodel's torch backend, which loads them; its AVX-512 CPU, Marlin "
+                     f"and ExLlama kernels (and vLLM) refuse them")
     return notes
 
 
