@@ -39,31 +39,38 @@ PRODUCER = "quantbench:0.1.0"
 def export_gptq(artifact: Path, builder, folder: Path, max_shard_bytes: int = MAX_SHARD_BYTES) -> Exported:
     """Write the low-bit artifact at ``artifact`` (of ``builder``'s Hugging Face model) as a GPTQ folder."""
     packed, tensors = read_lowbit(artifact)
-    bits, group_size = check_integer_grids(packed)
+    check_integer_grids(packed)
     skeleton = builder.skeleton()
     blocks_path, suffixes, outside = gptq_placement(skeleton, packed)
     kept = {name: lw for name, lw in packed.items() if name not in outside}
-    sym = all(is_symmetric(lw) for lw in kept.values())
-    checkpoint_format = "gptq" if sym else "gptq_v2"
+    if not kept:
+        raise Unsupported("no quantized layer inside the transformer blocks, where GPTQ loaders put them")
+    config = gptq_config(kept, blocks_path, suffixes) | {"meta": {
+        "quantizer": [PRODUCER], "method": _artifact_method(artifact), "lowbit_sha256": lowbit_fingerprint(packed)}}
     tensors = dequantized_into(skeleton, tensors, {name: packed[name] for name in outside})
     for name, lw in kept.items():
-        tensors.update({f"{name}.{k}": v for k, v in to_gptq_tensors(lw, checkpoint_format).items()})
-    config = {"quant_method": "gptq", "bits": bits, "group_size": group_size, "sym": sym,
-              "desc_act": any(lw.column_order() is not None for lw in kept.values()),
-              "checkpoint_format": checkpoint_format, "format": checkpoint_format,
-              "block_name_to_quantize": blocks_path, "modules_in_block_to_quantize": suffixes,
-              "true_sequential": False, "damp_percent": 0.01,
-              "meta": {"quantizer": [PRODUCER], "method": _artifact_method(artifact),
-                       "lowbit_sha256": lowbit_fingerprint(packed)}}
+        tensors.update({f"{name}.{k}": v for k, v in to_gptq_tensors(lw, config["checkpoint_format"]).items()})
     partial = partial_group_layers(kept)
-    if partial:  # the one gptqmodel backend that takes partial groups; a loader's own choice would refuse them
-        config["backend"] = "torch"
-    exported = Exported(folder, details={"checkpoint_format": checkpoint_format, "dequantized_layers": sorted(outside),
-                                         "partial_group_layers": partial})
-    exported.notes = _notes(folder, outside, partial, group_size)
+    exported = Exported(folder, _notes(folder, outside, partial, config["group_size"]),
+                        {"checkpoint_format": config["checkpoint_format"], "dequantized_layers": sorted(outside),
+                         "partial_group_layers": partial})
     write_model_folder(folder, tensors, builder, config, _readme(config, exported.notes), max_shard_bytes)
-    check_gptq_folder(folder, kept, checkpoint_format)
+    check_gptq_folder(folder, kept, config["checkpoint_format"])
     return exported
+
+
+def gptq_config(kept: dict[str, LowBitWeight], blocks_path: str, suffixes: list[list[str]] | None) -> dict:
+    """The ``quantization_config`` of GPTQ layers ``kept`` (see the module doc for each key)."""
+    lw = next(iter(kept.values()))
+    sym = all(is_symmetric(lw) for lw in kept.values())
+    checkpoint_format = "gptq" if sym else "gptq_v2"
+    config = {"quant_method": "gptq", "bits": lw.bits, "group_size": lw.group_size, "sym": sym,
+              "desc_act": any(lw.column_order() is not None for lw in kept.values()), "true_sequential": False,
+              "checkpoint_format": checkpoint_format, "format": checkpoint_format,
+              "block_name_to_quantize": blocks_path, "modules_in_block_to_quantize": suffixes}
+    if partial_group_layers(kept):  # the one gptqmodel backend that takes partial groups; the others refuse them
+        config["backend"] = "torch"
+    return config
 
 
 def check_integer_grids(packed: dict[str, LowBitWeight]) -> tuple[int, int]:
