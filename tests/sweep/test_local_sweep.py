@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import pytest
 
 from quantbench.cli.main import main
+from quantbench.sweep import SweepOptions, plan_sweep
 from quantbench.sweep.store import Store
 
 from .conftest import CRASHING_TASK, FAILING_TASK, tiny_experiment
@@ -102,7 +103,7 @@ def test_report_merges_two_machines_into_tables_html_markdown_and_csv(sweep, tmp
             env = {**(r["env"] or {}), "host": "gpu-node-7", "gpu": "NVIDIA H100"}
             store.put({**r, "env": env, "hardware": "NVIDIA H100 @ gpu-node-7"})
     assert main(["report", str(out), str(other), "--out", str(tmp_path / "report")]) == 0
-    printed = capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())  # a title folds to its table's width
     assert printed.count("NVIDIA H100 @ gpu-node-7") >= 3 and "tabular dataset=wine" in printed
     html = (tmp_path / "report" / "report.html").read_text()
     page = _Page()
@@ -160,3 +161,17 @@ def test_a_run_that_kills_its_process_is_recorded_and_the_sweep_goes_on(write_ex
     assert crashed["error"] == "the run's process was killed by SIGKILL without a result"
     assert crashed["executor"] == "local" and crashed["started_at"] < crashed["finished_at"]
     assert by_task["tabular"]["status"] == "ok"
+
+
+def test_a_resumed_sweep_runs_where_it_ran_not_where_the_file_says(tmp_path, capsys):
+    """--executor is stored with the sweep: resuming the folder (what a failure suggests) runs there again."""
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(f"tasks: ['{FAILING_TASK}']\nmethods: [fp32]\nexecutor: slurm\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(experiment), "--out", str(out), "--executor", "local", "--no-progress"]) == 1
+    assert main(["sweep", str(out), "--resume", "--retry-failed", "--no-progress"]) == 1
+    assert "submitted" not in capsys.readouterr().out
+    assert [(r["executor"], r["attempts"]) for r in records(out)] == [("local", 2)]
+    assert plan_sweep(str(out), SweepOptions(resume=True)).executor == "local"
+    assert plan_sweep(str(experiment), SweepOptions(out=str(out))).executor == "slurm"  # a new start: the file's
+    assert plan_sweep(str(out), SweepOptions(executor="slurm")).executor == "slurm"  # --executor wins

@@ -49,3 +49,15 @@ def test_html_plot_is_the_comparison_plot_with_runtime_markers_and_legend(groups
     texts = [t.strip() for t in re.findall(r">([^<>]+)<", svg)]  # text stays text (svg.fonttype none)
     assert texts.count("Pareto front (circled)") == texts.count("torch-cpu") == texts.count("onnxruntime") == 2
     assert "tabular dataset=wine hidden=512x512 memory=true on cpu @ a" in texts
+
+
+def test_a_plugin_task_is_headed_without_the_options_it_does_not_read(tmp_path):
+    plugin = "tasks/mine.py:build"  # reads only its seed: no dataset, no hidden widths
+    with Store(tmp_path / "s.sqlite") as store:
+        store.put(record("a", {"dataset": "wine", "hidden": [16]}))
+        store.put(record("b", {"dataset": "digits"}))
+        store.put(record("c", {"task": plugin, "seed": 1}))  # dataset wine and hidden 512x512 by default
+        store.put(record("d", {"task": "cnn"}))
+    labels = [g.task for g in group_entries(load_entries([tmp_path / "s.sqlite"]))]
+    assert sorted(labels) == ["cnn", "tabular dataset=digits hidden=512x512", "tabular dataset=wine hidden=16",
+                              plugin]

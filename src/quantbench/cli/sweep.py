@@ -113,7 +113,7 @@ def _print_summary(summary) -> None:
         if f["status"] == "failed":
             print(f"  failed: {f['run_id']}: {f['error']}")
     print(f"store: {plan.store}")
-    if summary.interrupted or (summary.submitted and len(finished) < summary.submitted):
+    if summary.interrupted or summary.unfinished:
         print(f"interrupted: continue with 'quantbench sweep {plan.folder} --resume' "
               f"(see 'quantbench sweep status {plan.folder}')")
     else:

@@ -10,6 +10,7 @@ from ..errors import UserError
 from ..measure.latency import Latency
 from ..results import Row
 from ..sweep.api import store_path
+from ..sweep.inputs import option_applies
 from ..sweep.runs import short_text, spec_defaults
 from ..sweep.store import Store
 
@@ -157,14 +158,16 @@ def _row(data: dict[str, Any]) -> Row:
 
 
 def _label(entries: list[Entry]) -> None:
-    """Task: its name plus the spec fields that differ between tasks ('tabular dataset=wine');
+    """Task: its name plus the spec fields that differ between tasks and apply to it ('tabular dataset=wine',
+    but a plugin task shows no dataset);
     line: the row's label. A field a store predates counts as its default, as in run keys."""
     defaults = spec_defaults()
     specs = [{**defaults, **e.spec} for e in entries]
     keys = list(dict.fromkeys(k for s in specs for k in s))
     varying = [k for k in keys if len({repr(s.get(k)) for s in specs}) > 1]
     for e, spec in zip(entries, specs):
-        details = [f"{k}={short_text(spec.get(k))}" for k in varying if k not in NOT_TASK]
+        details = [f"{k}={short_text(spec.get(k))}" for k in varying
+                   if k not in NOT_TASK and option_applies(str(spec.get("task")), k)]
         e.task = " ".join([str(spec.get("task")), *details])
         e.runtime = str(spec.get("runtime"))
         e.line = _row_label(e.method, e.runtime)

@@ -12,10 +12,9 @@ from ..config import METHODS, MethodConfig, make_config, parse_methods
 from ..errors import UserError
 from ..registry import closest
 from ..spec import CompareSpec
-from ..tasks import TASKS
-from ..tasks.user_file import is_user_task
 from .document import Document, KeyPath, load_document
 from .fields import check_keys, coerce, field_hints
+from .inputs import INPUTS, check_inputs
 from .resources import SlurmResources
 from .runs import Run, make_run
 
@@ -38,11 +37,15 @@ class Experiment:
     slurm: SlurmResources
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def load_experiment(path: str | Path, validate_inputs: bool = True) -> Experiment:
+    """The experiment's runs, once every key and value is valid and (``validate_inputs``) the names of
+    tasks, datasets and runtimes, task and CSV files and target columns too: ``sweep status`` only
+    reads a sweep, whose files may have moved since it ran."""
     doc = load_document(path)
     data = check_keys(doc, (), doc.data, SECTIONS, "section")
     configs = _method_configs(doc)
-    runs = _expand(doc, _spec_values(doc, ("fixed",), data.get("fixed")), _tasks(doc), _grid(doc), configs)
+    runs = _expand(doc, _spec_values(doc, ("fixed",), data.get("fixed")), _tasks(doc), _grid(doc), configs,
+                   validate_inputs)
     return Experiment(name=str(data.get("name") or Path(path).stem), file=str(path),
                       description=str(data.get("description") or ""), runs=runs,
                       executor=_executor(doc), slurm=_slurm(doc))
@@ -121,12 +124,12 @@ def _located(doc: Document, path: KeyPath, fn, *args):
         raise doc.error(path, str(e)) from None
 
 
-def _expand(doc: Document, fixed: Located, tasks: list[Located], grid, configs) -> list[Run]:
+def _expand(doc: Document, fixed: Located, tasks: list[Located], grid, configs, validate_inputs: bool) -> list[Run]:
     _check_overlaps(doc, fixed, tasks, grid)
     points = [{**fixed, **task, **{k: vp for k, vp in combo}}
               for task in tasks for combo in itertools.product(*[[(k, vp) for vp in vps] for k, vps in grid])]
-    for point in points:
-        _check_task(doc, point)
+    if validate_inputs:
+        _check_inputs(doc, points)
     varying = _varying_keys(points)
     runs: dict[str, Run] = {}
     for point in points:
@@ -146,10 +149,16 @@ def _check_overlaps(doc: Document, fixed: Located, tasks: list[Located], grid) -
                                                f"(line {doc.line(other[key][1])}); keep one")
 
 
-def _check_task(doc: Document, point: Located) -> None:
-    name, path = point.get("task", (CompareSpec.task, ()))
-    if not is_user_task(name):
-        _located(doc, path, TASKS.get, name)
+def _check_inputs(doc: Document, points: list[Located]) -> None:
+    """Names, files and CSV targets, once per distinct combination (not once per seed)."""
+    checked = set()
+    for point in points:
+        values = {k: point[k][0] for k in INPUTS if k in point}
+        if tuple(values.items()) not in checked:
+            checked.add(tuple(values.items()))
+            problem = check_inputs(values)
+            if problem:
+                raise doc.error(point.get(problem[0], (None, ()))[1], str(problem[1]))
 
 
 def _varying_keys(points: list[Located]) -> list[str]:

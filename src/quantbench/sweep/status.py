@@ -29,7 +29,7 @@ def sweep_status(folder: str | Path, store: str | None = None) -> SweepStatus:
     experiment_file = saved_experiment(folder)
     if experiment_file is None:
         raise UserError(f"{folder} is not a sweep folder (no experiment.yaml or experiment.toml in it)")
-    experiment = load_experiment(experiment_file)
+    experiment = load_experiment(experiment_file, validate_inputs=False)
     path = store_path(folder, store)
     if not path.exists():  # reading must not create an empty store
         raise UserError(f"no store at {path}" + (" (--store names the .sqlite file that 'quantbench sweep --store' "
