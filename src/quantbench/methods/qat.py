@@ -10,7 +10,8 @@ from ..errors import UserError
 from ..quiet import quiet_torch_quantization
 from ..tasks.train import fit
 from .base import Context, Quantized, quantizes
-from .int8_modules import float_layers_note, require_int8_engine, require_traceable, torch_int8_format
+from .int8_modules import (EMBEDDING_REASON, float_layers_note, keep_embeddings_float, require_int8_engine,
+                           require_traceable, torch_int8_format)
 
 
 @register_method("qat", "fake-quant fine-tuning from the FP32 weights, converted to int8")
@@ -28,12 +29,13 @@ class QATConfig(MethodConfig):
 
 
 def prepare_qat_model(model: nn.Module, engine: str, example: torch.Tensor) -> nn.Module:
-    """Insert fake-quant (and fuse) into the *trained* model (the caller's copy: it is changed), in training mode."""
+    """Insert fake-quant (and fuse) into the *trained* model (the caller's copy: it is changed), in training mode;
+    embeddings stay float (see EMBEDDING_REASON)."""
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
     with quiet_torch_quantization():
-        return prepare_qat_fx(model.train(), get_default_qat_qconfig_mapping(engine), (example,))
+        return prepare_qat_fx(model.train(), keep_embeddings_float(get_default_qat_qconfig_mapping(engine)), (example,))
 
 
 def _freeze_schedule(config: QATConfig):
@@ -62,5 +64,5 @@ def quantize_qat_int8(config: QATConfig, model: nn.Module, ctx: Context) -> Quan
                               progress=ctx.progress, before_epoch=_freeze_schedule(config))
         q = convert_fx(prepared.eval())
     notes = [f"fine-tuned {epochs} epochs from the FP32 weights (best val acc {val_acc:.3f})"]
-    notes += float_layers_note(q, "not convertible by FX quantization")
+    notes += float_layers_note(q, "not convertible by FX quantization", embeddings_why=EMBEDDING_REASON)
     return Quantized(q, torch_int8_format(q, "static", per_channel=True), notes=notes)

@@ -7,7 +7,7 @@ from torch import nn
 from ...config import MethodConfig, option, register_method
 from ...quiet import quiet_torch_quantization
 from ..base import Quantized, quantizes
-from ..int8_modules import float_layers_note, require_int8_engine, torch_int8_format
+from ..int8_modules import EMBEDDING_REASON, float_layers_note, require_int8_engine, torch_int8_format
 
 BATCH_NOTE = ("activation ranges are taken per call, so outputs depend on what is batched together; quality "
               "is measured in the task's evaluation batches (details.eval_batch_size)")
@@ -27,7 +27,8 @@ def quantize_dynamic_int8(config: PTQDynamicConfig, model: nn.Module, ctx) -> Qu
     qconfig = per_channel_dynamic_qconfig if config.per_channel else default_dynamic_qconfig
     with quiet_torch_quantization():
         q = quantize_dynamic(model, {nn.Linear: qconfig}, inplace=False)
-    notes = float_layers_note(q, "dynamic quantization covers nn.Linear only") + [BATCH_NOTE]
+    notes = float_layers_note(q, "dynamic quantization covers nn.Linear only", embeddings_why=EMBEDDING_REASON)
+    notes.append(BATCH_NOTE)
     return Quantized(q, torch_int8_format(q, "dynamic", config.per_channel), notes=notes)
 
 

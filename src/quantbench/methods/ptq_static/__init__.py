@@ -11,7 +11,8 @@ from ...config import MethodConfig, option, register_method
 from ...errors import UserError
 from ...quiet import quiet_torch_quantization
 from ..base import Context, Quantized, quantizes
-from ..int8_modules import float_layers_note, require_int8_engine, require_traceable, torch_int8_format
+from ..int8_modules import (EMBEDDING_REASON, float_layers_note, keep_embeddings_float, require_int8_engine,
+                            require_traceable, torch_int8_format)
 from ..observers import activation_observer
 
 
@@ -38,7 +39,7 @@ def static_qconfig_mapping(config: PTQStaticConfig, engine: str):
         reduce_range = get_default_qconfig(engine).activation().reduce_range
     weight = default_per_channel_weight_observer if config.per_channel else default_weight_observer
     act = activation_observer(config.observer, config.percentile, reduce_range)
-    return QConfigMapping().set_global(QConfig(activation=act, weight=weight))
+    return keep_embeddings_float(QConfigMapping().set_global(QConfig(activation=act, weight=weight)))
 
 
 @quantizes(PTQStaticConfig)
@@ -53,7 +54,7 @@ def quantize_static_int8(config: PTQStaticConfig, model: nn.Module, ctx: Context
         calibrate(prepared, calib, ctx.progress)
         q = convert_fx(prepared)
     notes = [f"calibrated on {sum(len(b) for b in calib)} training samples with the {config.observer} observer"]
-    notes += float_layers_note(q, "not convertible by FX static quantization")
+    notes += float_layers_note(q, "not convertible by FX static quantization", embeddings_why=EMBEDDING_REASON)
     return Quantized(q, torch_int8_format(q, "static", config.per_channel), notes=notes)
 
 

@@ -8,6 +8,7 @@ from ...kernels.onnx_quantize import (LAYER_OPS, CalibrationReader, fresh_onnx_p
                                       reduce_range, reduce_range_note, unweighted_nodes)
 from ...tasks.base import batch_rows
 from ..base import Quantized, quantizes
+from ..int8_modules import float_graph_layers_note
 from . import PTQStaticConfig
 
 _OBSERVER_TO_ORT = {"minmax": "MinMax", "histogram": "Entropy", "percentile": "Percentile"}
@@ -33,8 +34,10 @@ def quantize_static_ort(config: PTQStaticConfig, model, ctx) -> Quantized:
                             extra_options=extra, op_types_to_quantize=list(LAYER_OPS),
                             nodes_to_exclude=unweighted_nodes(graph), use_external_data_format=is_large(graph))
         seconds = time.perf_counter() - start
-    return Quantized(None, Int8Format("static", config.per_channel, "onnxruntime"),
-                     notes=[_describe(config, sum(map(batch_rows, calib)))], graph=path, seconds=seconds)
+    notes = [_describe(config, sum(map(batch_rows, calib)))]
+    notes += float_graph_layers_note(graph, LAYER_OPS, "ONNX Runtime quantize_static here takes MatMul/Gemm/Conv only")
+    return Quantized(None, Int8Format("static", config.per_channel, "onnxruntime"), notes=notes, graph=path,
+                     seconds=seconds)
 
 
 def _describe(config: PTQStaticConfig, n_samples: int) -> str:
