@@ -2,6 +2,8 @@
 A small sweep goes out as a job array through submitit; every result must reach the store with
 its provenance, including runs that fail on purpose: one raises, one is killed without a word."""
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -43,21 +45,29 @@ UNAVAILABLE = slurm_unavailable()
 pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE))
 
 
+RESOURCES = SLURM_TAIL.removeprefix("executor: slurm\n")  # the slurm section alone
+
+
 @pytest.fixture
-def sweep_dir(tmp_path, cache_dir):
+def out(tmp_path, cache_dir):
     # Train the shared fp32 model first, so parallel jobs only read the cache.
     compare(CompareSpec(dataset="wine", hidden=(16,), batch_sizes=(1,), methods="fp32", memory=False,
                         progress=False, cache_dir=cache_dir))
-    experiment = tmp_path / "experiment.yaml"
-    tasks = (FAILING_TASK, CRASHING_TASK)  # one raises, one is killed without a word
-    experiment.write_text(tiny_experiment(cache_dir, methods=("ptq-dynamic",), extra_tasks=tasks, tail=SLURM_TAIL,
-                                          threads=0))  # 0: the job pins it to cpus_per_task
     out = tmp_path / "out"
-    yield experiment, out
+    yield out
     with Store(out / "store.sqlite") as store:  # never leave jobs behind
         left = [j["job_id"] for j in store.jobs()]
     if left:
         subprocess.run(["scancel", *left], check=False)
+
+
+@pytest.fixture
+def sweep_dir(tmp_path, cache_dir, out):
+    experiment = tmp_path / "experiment.yaml"
+    tasks = (FAILING_TASK, CRASHING_TASK)  # one raises, one is killed without a word
+    experiment.write_text(tiny_experiment(cache_dir, methods=("ptq-dynamic",), extra_tasks=tasks, tail=SLURM_TAIL,
+                                          threads=0))  # 0: the job pins it to cpus_per_task
+    return experiment, out
 
 
 def test_sweep_through_slurm_collects_every_result_and_failure(sweep_dir, capsys):
@@ -90,3 +100,43 @@ def test_sweep_through_slurm_collects_every_result_and_failure(sweep_dir, capsys
         assert sorted(r["attempts"] for r in store.records()) == [1, 2, 2]
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").read_text().count("<svg") == 1
+
+
+def driver(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "quantbench.cli.main", "sweep", *args, "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def jobs_of(store_file) -> dict[str, str]:
+    """run key -> job id of the jobs the store expects (read-only: the driver may be writing)."""
+    try:
+        with sqlite3.connect(f"file:{store_file}?mode=ro", uri=True, timeout=10) as db:
+            return dict(db.execute("SELECT run_key, job_id FROM jobs").fetchall())
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+
+
+def test_a_killed_driver_is_resumed_on_the_cluster_with_nothing_lost_or_run_twice(tmp_path, cache_dir, out, capsys):
+    """The file says nothing of SLURM; --executor slurm does. The driver is SIGKILLed once its jobs are
+    queued, and one job is dropped from the store as if the kill had landed between sbatch and recording
+    it. The resubmit command a failure suggests runs on the cluster again, submits nothing twice and
+    collects every run, each with its job id."""
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(tiny_experiment(cache_dir, methods=("fp32", "ptq-dynamic", "ptq-static"), tail=RESOURCES))
+    sweep = driver(str(experiment), "--out", str(out), "--executor", "slurm")
+    deadline = time.monotonic() + 120
+    while len(jobs := jobs_of(out / "store.sqlite")) < 3 and sweep.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGKILL)
+    assert sweep.wait() == -signal.SIGKILL, sweep.stdout.read()
+    unrecorded = next(iter(jobs))
+    with sqlite3.connect(out / "store.sqlite") as db:
+        db.execute("DELETE FROM jobs WHERE run_key=?", (unrecorded,))
+
+    assert main(["sweep", str(out), "--resume", "--retry-failed", "--no-progress"]) == 0
+    assert "submitted" not in capsys.readouterr().out  # every run was already on the cluster
+    with Store(out / "store.sqlite") as store:
+        rows, left = store.records(), store.jobs()
+    assert left == [] and len(rows) == 3 == len({r["run_key"] for r in rows})
+    assert {r["run_key"]: r["job_id"] for r in rows} == jobs  # the jobs first submitted, the unrecorded one too
+    assert all(r["status"] == "ok" and r["executor"] == "slurm" and r["attempts"] == 1 for r in rows)

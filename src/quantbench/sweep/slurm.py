@@ -57,11 +57,13 @@ def settle_jobs(store: Store, results_dir: Path) -> dict[str, str]:
     that SLURM can never start; returns the queue state (PENDING, RUNNING, ...) of each run whose
     job is still active."""
     ingest_results(store, results_dir)
-    if not store.jobs():
+    unrecorded = _unrecorded_submissions(store, Path(results_dir).parent / "slurm")
+    if not (store.jobs() or unrecorded):
         return {}
     queue = queue_states()
     if queue is None:  # the controller did not answer: decide nothing
         return {j["run_key"]: "UNKNOWN" for j in store.jobs()}
+    _adopt(store, {job_id: path for job_id, path in unrecorded.items() if queue.get(job_id, ("",))[0] in ACTIVE})
     ingest_results(store, results_dir)  # a job may have written its file just before leaving the queue
     jobs, active = store.jobs(), {}
     ended = _ended_jobs(jobs, queue)
@@ -71,6 +73,24 @@ def settle_jobs(store: Store, results_dir: Path) -> dict[str, str]:
         else:
             active[job["run_key"]] = queue[job["job_id"]][0]
     return active
+
+
+def _unrecorded_submissions(store: Store, folder: Path) -> dict[str, Path]:
+    """job id -> submitit's pickle of its run, for the jobs of this sweep's folder that the store knows
+    nothing of: SLURM accepted them just before the driver was killed."""
+    known = store.job_ids()
+    pickles = {p.name.removesuffix("_submitted.pkl"): p for p in folder.glob("*_submitted.pkl")}
+    return {job_id: path for job_id, path in pickles.items() if job_id not in known}
+
+
+def _adopt(store: Store, pickles: dict[str, Path]) -> None:
+    """Record the still active jobs that a killed driver had not recorded, so that they are waited for
+    and not submitted a second time."""
+    from submitit.core.utils import DelayedSubmission
+
+    for job_id, path in pickles.items():
+        run, sweep = DelayedSubmission.load(path).args[:2]
+        store.add_jobs([_job_entry(Run.from_dict(run), job_id, sweep, path.parent)])
 
 
 def _ended_jobs(jobs: list[dict[str, Any]], queue: dict[str, tuple[str, str]]) -> dict[str, str]:

@@ -83,6 +83,11 @@ class Store:
         rows = self._db.execute("SELECT * FROM jobs ORDER BY rowid").fetchall()
         return [{**dict(r), "run": json.loads(r["run"])} for r in rows]
 
+    def job_ids(self) -> set[str]:
+        """The SLURM jobs the store knows: those expected, and those whose runs it holds."""
+        rows = self._db.execute("SELECT job_id FROM jobs UNION SELECT job_id FROM runs WHERE job_id IS NOT NULL")
+        return {r[0] for r in rows.fetchall()}
+
     def close(self) -> None:
         self._db.close()
 
