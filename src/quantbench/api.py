@@ -7,7 +7,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import methods  # noqa: F401  (registers the methods)
-from .config import parse_methods
+from .config import duplicate_method_notes, parse_methods
 from .env import capture_env
 from .pipeline import measure_method
 from .report.files import write_outputs
@@ -40,7 +40,8 @@ def compare(spec: CompareSpec) -> Results:
             bar.set_postfix_str(f"{config.label()} @ {rt.name}")
             rows.append(measure_method(config, fp32, ctx, rt, reference, spec, Path(artifacts)))
             _export(rows[-1], Path(artifacts), task, spec.export)
-    task_info = {"name": task.name, "description": task.description, "notes": task.notes,
+    task_info = {"name": task.name, "description": task.description,
+                 "notes": task.notes + duplicate_method_notes(spec.methods or "fp32"),
                  "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
     task_info |= {"identity": getattr(task, "identity", None) or {}}
     results = Results(env=env | {"int8_engine": choose_int8_engine()}, task=task_info, rows=rows)

@@ -58,7 +58,28 @@ def register_method(name: str, summary: str):
 
 def parse_methods(text: str) -> list[MethodConfig]:
     """'fp32,rtn:bits=4,group_size=64,gptq:bits=3' -> configs; an option without a method
-    name continues the previous method."""
+    name continues the previous method. Methods that resolve to the same config (``rtn`` and
+    ``rtn:bits=4``) are one config, at the first one's place (``duplicate_method_notes`` says so)."""
+    return list(_spellings(text))
+
+
+def duplicate_method_notes(text: str) -> list[str]:
+    """One note per config that ``text`` names more than once (merged by ``parse_methods``)."""
+    return [f"methods {', '.join(repr(s) for s in spelled)} resolve to the same config ({config.label()}): "
+            f"merged into one row" for config, spelled in _spellings(text).items() if len(spelled) > 1]
+
+
+def _spellings(text: str) -> dict[MethodConfig, list[str]]:
+    """Each distinct config of ``text`` (in order) -> how ``text`` spelled it."""
+    configs: dict[MethodConfig, list[str]] = {}
+    for group in _method_groups(text):
+        config = make_config(group[0], dict(_split_option(group[0], o) for o in group[1:]))
+        configs.setdefault(config, []).append(group[0] + (":" + ",".join(group[1:]) if group[1:] else ""))
+    return configs
+
+
+def _method_groups(text: str) -> list[list[str]]:
+    """'rtn:bits=4,group_size=64,fp32' -> [['rtn', 'bits=4', 'group_size=64'], ['fp32']]."""
     groups: list[list[str]] = []
     for token in filter(None, (t.strip() for t in text.split(","))):
         head = token.split(":", 1)[0]
@@ -69,7 +90,7 @@ def parse_methods(text: str) -> list[MethodConfig]:
             groups.append([name] + ([first] if first else []))
     if not groups:
         raise UserError("no methods given; try --methods fp32,ptq-dynamic")
-    return [make_config(g[0], dict(_split_option(g[0], o) for o in g[1:])) for g in groups]
+    return groups
 
 
 def make_config(name: str, raw_options: dict[str, Any]) -> MethodConfig:
