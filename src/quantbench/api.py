@@ -9,7 +9,8 @@ from tqdm.auto import tqdm
 from . import methods  # noqa: F401  (registers the methods)
 from .config import duplicate_method_notes, parse_methods
 from .env import capture_env
-from .pipeline import measure_method
+from .measure.cell import CellTimer
+from .pipeline import BASELINE, RunTiming, measure_method
 from .report.files import write_outputs
 from .results import Results
 from .errors import UserError
@@ -33,13 +34,17 @@ def compare(spec: CompareSpec) -> Results:
     reference = task.reference(fp32)
     ctx = methods.Context(task=task, seed=spec.seed, progress=spec.progress)
     runs = [(config, rt) for config in configs for rt in runtimes]
+    timing = RunTiming(CellTimer(threads))
     with _artifact_dir(spec.out) as artifacts:
-        bar = tqdm(runs, desc="methods", disable=not spec.progress, leave=False, unit="row")
-        rows = []
-        for config, rt in bar:
+        bar = tqdm(baselines_first(runs), desc="methods", disable=not spec.progress, leave=False, unit="row")
+        measured = {}
+        for index, (config, rt) in bar:
             bar.set_postfix_str(f"{config.label()} @ {rt.name}")
-            rows.append(measure_method(config, fp32, ctx, rt, reference, spec, Path(artifacts)))
-            _export(rows[-1], Path(artifacts), task, spec.export)
+            measured[index] = measure_method(config, fp32, ctx, rt, reference, spec, Path(artifacts), timing)
+            _export(measured[index], Path(artifacts), task, spec.export)
+        rows = [measured[i] for i in range(len(runs))]
+        timing.baselines.clear()
+    env["bounds"] = [host.measured() for host in timing.timer.bounds.values()]
     task_info = {"name": task.name, "description": task.description,
                  "notes": task.notes + duplicate_method_notes(spec.methods or "fp32"),
                  "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
@@ -48,6 +53,12 @@ def compare(spec: CompareSpec) -> Results:
     if spec.out:
         write_outputs(results, Path(spec.out))
     return results
+
+
+def baselines_first(runs: list) -> list:
+    """``(index, run)`` pairs with each runtime's fp32 row first, so that every later row there is
+    timed paired with it; rows are reported in the requested order (by index)."""
+    return sorted(enumerate(runs), key=lambda item: item[1][0].label() != BASELINE)
 
 
 def deployment_runtimes(names: str, options: dict | None = None) -> list:

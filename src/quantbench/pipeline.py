@@ -1,13 +1,16 @@
 """One row: quantize, save the artifact, load it back, and measure everything on it."""
 import re
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .config import MethodConfig
-from .measure.latency import measure_latency
-from .measure.size import artifact_bytes, bits_per_parameter, count_parameters
+from .measure.bounds import count_macs
+from .measure.cell import CellTimer
+from .measure.size import artifact_bytes, bits_per_parameter, count_parameters, weight_bytes
 from .errors import Unsupported
 from .methods import Context
 from .results import Row
@@ -15,12 +18,34 @@ from .measure.runner import timed_call
 from .spec import CompareSpec
 
 
+@dataclass
+class RunTiming:
+    """What the latency cells of one comparison share: the timer (threads, host bounds, noise limits),
+    each runtime's loaded fp32 row that later rows there are paired with (one dense copy per runtime,
+    kept while the run lasts), and the fp32 model's multiply-adds per batch size."""
+
+    timer: CellTimer
+    baselines: dict = field(default_factory=dict)  # runtime name -> runner of its fp32 row
+    macs: dict = field(default_factory=dict)  # batch size -> multiply-adds of one call
+
+    def macs_at(self, fp32: nn.Module, task, batch_size: int) -> int:
+        if batch_size not in self.macs:
+            self.macs[batch_size] = count_macs(fp32, task.latency_input(batch_size))
+        return self.macs[batch_size]
+
+
+BASELINE = "fp32"
+
+
 def measure_method(config: MethodConfig, fp32: nn.Module, ctx: Context, runtime, reference, spec: CompareSpec,
-                   artifacts: Path) -> Row:
-    """A complete row, or a row that records why it failed; never raises for the method's sake."""
+                   artifacts: Path, timing: RunTiming | None = None) -> Row:
+    """A complete row, or a row that records why it failed; never raises for the method's sake. With a
+    ``timing`` whose baselines hold this runtime's fp32 row, latency is paired with it; an fp32 row
+    measured here becomes that baseline."""
     row = Row(method=config.label(), config=config.to_dict(), task=ctx.task.name, runtime=runtime.name)
+    timing = timing or RunTiming(CellTimer(spec.resolved_threads()))
     try:
-        _fill_row(row, config, fp32, ctx, runtime, reference, spec, artifacts)
+        _fill_row(row, config, fp32, ctx, runtime, reference, spec, artifacts, timing)
     except Unsupported as e:
         row.status, row.error = "unsupported", str(e)
     except Exception as e:  # a failed method is data; the comparison goes on
@@ -41,20 +66,54 @@ def realize_row(config: MethodConfig, fp32: nn.Module, ctx: Context, runtime, st
     return realized
 
 
-def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: CompareSpec, artifacts: Path) -> None:
+def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: CompareSpec, artifacts: Path,
+              timing: RunTiming) -> None:
     realized = realize_row(config, fp32, ctx, runtime, artifact_stem(artifacts, row))
     row.kernel, row.notes, row.details = realized.kernel, realized.notes, realized.details
+    row.details["compute_dtype"] = realized.compute_dtype
     row.quantize_seconds = realized.quantize_seconds
     run = runtime.load(realized.path, ctx.task)
     _fill_quality(row, ctx.task.evaluate(run, reference))
     _fill_size(row, [realized.path, *realized.extra_files], fp32)
-    row.latency = [measure_latency(*timed_call(run, ctx.task.latency_input(b)), b) for b in spec.batch_sizes]
+    _fill_latency(row, run, fp32, ctx.task, spec, timing)
+    if row.method == BASELINE:
+        timing.baselines[runtime.name] = run
     if spec.memory:
         row.peak_memory_bytes = runtime.peak_memory(realized.path, ctx.task, max(spec.batch_sizes),
                                                     spec.resolved_threads())
         if row.peak_memory_bytes is None:
             row.notes.append("peak memory not measured: this system has no resident-memory high-water mark that can "
                              "be reset after the imports (Linux's /proc/self/clear_refs)")
+
+
+def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timing: RunTiming) -> None:
+    """One cell per batch size, paired with the runtime's fp32 row when there is one, each with its bound."""
+    baseline = None if row.method == BASELINE else timing.baselines.get(row.runtime)
+    row.details["weight_bytes_read"] = bytes_read = bytes_read_per_call(run, row.size_bytes)
+    row.latency = []
+    for b in spec.batch_sizes:
+        batch = task.latency_input(b)
+        paired = timed_call(baseline, batch) if baseline is not None else None
+        lat = timing.timer.time(*timed_call(run, batch), b, baseline=paired)
+        timing.timer.set_bound(lat, bytes_read, timing.macs_at(fp32, task, b), row.details["compute_dtype"],
+                               getattr(run, "device", "cpu"))
+        row.latency.append(lat)
+
+
+def bytes_read_per_call(run, artifact_size: int) -> int:
+    """Bytes of weights a call reads, from the loaded model as it holds them (packed codes count
+    packed, weights dequantized at load count dense): the runner's ``weight_bytes`` where it says,
+    else its eager module's tensors, else (frozen TorchScript, ONNX graphs) the artifact's bytes."""
+    said = getattr(run, "weight_bytes", None)
+    if said:
+        return said
+    module = getattr(run, "module", None)
+    counted = weight_bytes(module) if isinstance(module, nn.Module) and not _is_script(module) else 0
+    return counted or artifact_size
+
+
+def _is_script(module: nn.Module) -> bool:
+    return isinstance(module, torch.jit.ScriptModule)
 
 
 def _fill_quality(row: Row, quality) -> None:

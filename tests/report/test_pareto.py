@@ -28,20 +28,23 @@ def test_conclusions_compare_runtimes_when_their_fp32_speeds_differ():
     from quantbench.report.pareto import conclusions
     from quantbench.results import Row
 
-    def row(method, runtime, ms):
+    def row(method, runtime, ms, ratio=None):
+        paired = {"ratio_to_baseline": ratio, "ratio_ci": [0.95 * ratio, 1.05 * ratio]} if ratio else {}
         return Row(method, {}, "t", runtime, quality=0.9, agreement=1.0, size_bytes=100,
-                   latency=[Latency(1, ms, ms, ms, 10, 1000 / ms)])
+                   latency=[Latency(1, ms, ms, ms, 10, 1000 / ms, stable=True, **paired)])
 
-    rows = [row("fp32", "torch-cpu", 0.6), row("rtn", "torch-cpu", 0.08),
-            row("fp32", "onnxruntime", 0.12), row("rtn", "onnxruntime", 0.03)]
+    rows = [row("fp32", "torch-cpu", 0.6), row("rtn", "torch-cpu", 0.08, ratio=0.08 / 0.6),
+            row("fp32", "onnxruntime", 0.12), row("rtn", "onnxruntime", 0.03, ratio=0.25)]
     lines = conclusions(rows, [1])
-    assert "rtn: 1.0x smaller, 7.50x faster than fp32 at batch 1" in " ".join(lines)
+    assert "rtn: 1.0x smaller, 7.50x faster [7.14-7.89] than fp32 at batch 1" in " ".join(lines)
     assert lines[-1] == ("Across runtimes at batch 1: fp32 on onnxruntime is 5.00x faster than on torch-cpu, so "
                          "speed-ups are per runtime; the fastest row, rtn@onnxruntime, is 4.00x faster than the "
                          "fastest fp32 (fp32@onnxruntime).")
     assert not any(line.startswith("Across") for line in conclusions(rows[:2], [1]))
     rows[1].details["fp32_kernel_only"] = True  # every quantized layer fell back to the fp32 kernel
     assert "rtn: 1.0x smaller, runs the fp32 kernel" in " ".join(conclusions(rows[:2], [1]))
+    rows[2].latency[0].stable = False  # an unstable fp32 cell: no across-runtime ratio either
+    assert not any(line.startswith("Across") for line in conclusions(rows, [1]))
 
 
 def test_latency_cells_print_one_unit():

@@ -10,7 +10,8 @@ from .table import busy_machine_warning
 
 CSV_COLUMNS = ["task", "method", "status", "error", "runtime", "kernel", "simulated", "metric", "quality",
                "quality_ci_low", "quality_ci_high", "higher_is_better", "accuracy", "n_samples", "agreement", "size_bytes", "n_params", "bits_per_param",
-               "batch_size", "median_ms", "p10_ms", "p90_ms", "throughput_per_s", "peak_memory_bytes",
+               "batch_size", "median_ms", "p10_ms", "p90_ms", "throughput_per_s", "stable", "unstable_reason",
+               "ratio_to_baseline", "bound_ms", "bound_by", "fraction_of_bound", "peak_memory_bytes",
                "quantize_seconds"]
 
 

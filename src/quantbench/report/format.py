@@ -28,7 +28,19 @@ def latency_cell(lat) -> str:
         value = ms * scale
         return f"{value:.0f}" if unit == "us" or value >= 100 else f"{value:.3g}"
 
-    return f"{number(lat.median_ms)} [{number(lat.p10_ms)}-{number(lat.p90_ms)}] {unit}"
+    mark = f" {UNSTABLE_MARK}" if lat.stable is False else ""
+    return f"{number(lat.median_ms)} [{number(lat.p10_ms)}-{number(lat.p90_ms)}] {unit}{mark}"
+
+
+UNSTABLE_MARK = "(!)"
+"""After a latency cell that was timed while something else used the CPU, or spread too widely."""
+
+
+def bound_cell(latencies) -> str:
+    """'12% / 64%': each cell's bound as a share of its median (100% = at the physical bound)."""
+    shares = [f"{100 * lat.fraction_of_bound:.0f}%" if lat and lat.fraction_of_bound is not None else "-"
+              for lat in latencies]
+    return " / ".join(shares) if shares else "-"
 
 
 def pct(x: float | None) -> str:

@@ -1,5 +1,6 @@
 """Pareto fronts and the plain-language conclusion drawn from the rows."""
 from ..results import Row
+from .speed import speed_claim, stable_at
 
 
 def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
@@ -47,8 +48,9 @@ def conclusions(rows: list[Row], batch_sizes: list[int]) -> list[str]:
 
 def _across_runtimes(rows: list[Row], batch_size: int) -> list[str]:
     """With several runtimes, speed-ups against each runtime's own fp32 hide that one fp32 may be
-    much faster than another: compare the fastest row with the fastest fp32 too."""
-    timed = [r for r in ok_rows(rows) if r.latency_at(batch_size)]
+    much faster than another: compare the fastest row with the fastest fp32 too (stable cells only;
+    these ratios are not paired)."""
+    timed = [r for r in ok_rows(rows) if stable_at(r, batch_size)]
     fp32 = sorted((r for r in timed if r.method == "fp32"), key=lambda r: r.latency_at(batch_size).median_ms)
     if len(fp32) < 2:
         return []
@@ -63,13 +65,9 @@ def _across_runtimes(rows: list[Row], batch_size: int) -> list[str]:
 
 def _versus_fp32(row: Row, base: Row, batch_size: int) -> str:
     text = f"{row.label}: {base.size_bytes / row.size_bytes:.1f}x smaller"
-    mine, theirs = row.latency_at(batch_size), base.latency_at(batch_size)
     if row.details.get("fp32_kernel_only"):
-        text += ", runs the fp32 kernel (no low-bit kernel on this runtime: latency is fp32's)"
-    elif mine and theirs:
-        speedup = theirs.median_ms / mine.median_ms
-        pace = f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
-        text += f", {pace} than fp32 at batch {batch_size}"
+        text += ", runs the fp32 kernel (no low-bit kernel on this runtime)"
+    text += speed_claim(row, base, batch_size)
     return text + f", {quality_change(row, base)}, agrees with fp32 on {100 * row.agreement:.1f}%."
 
 

@@ -4,15 +4,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..results import Results, Row
-from .format import human_bytes, latency_cell, pct, quality_cell, quality_header
+from .format import UNSTABLE_MARK, bound_cell, human_bytes, latency_cell, pct, quality_cell, quality_header
 from .pareto import conclusions, fp32_baseline
 
 EXPLANATION = (
     "quality: the task's metric on the test split with its 95% interval (accuracy: Wilson); "
     "agree: % of test predictions equal to fp32's; "
     "size: bytes of the saved artifact (x = times smaller than fp32); bits/p: file bits per parameter; "
-    "latency: median [p10-p90] per batch; thr: samples/s at the largest batch; mem: peak RSS growth to "
-    "load + run the largest batch in a fresh process; prep: seconds spent quantizing/calibrating/fine-tuning; "
+    "latency: median [p10-p90] per batch, timed interleaved with the runtime's fp32 row; "
+    f"{UNSTABLE_MARK}: unstable (other processes used the CPU, or the samples spread; see the notes); "
+    "bound: the cell's physical bound (weights read at the measured bandwidth, or its multiply-adds at the "
+    "measured GEMM peak of its dtype) as a % of its median, per batch; thr: samples/s at the largest batch; "
+    "mem: peak RSS growth to load + run the largest batch in a fresh process; prep: seconds spent quantizing/calibrating/fine-tuning; "
     "kernel: what executed the row. Every number is measured on the saved artifact, reloaded."
 )
 
@@ -63,7 +66,7 @@ def _table(results: Results, batch_sizes: list[int]) -> Table:
     table = Table(title=title, title_justify="left")
     metric = next((r.metric for r in results.rows if r.status == "ok"), "accuracy")
     for col in ["method", quality_header(metric), "agree %", "size", "bits/p", *[f"lat b{b}" for b in batch_sizes],
-                "thr/s", "mem", "prep s"]:
+                "bound %", "thr/s", "mem", "prep s"]:
         table.add_column(col, overflow="fold", no_wrap=col == "method")
     for row in results.rows:
         table.add_row(*_cells(row, fp32_baseline(results.rows, row.runtime), batch_sizes))
@@ -72,15 +75,17 @@ def _table(results: Results, batch_sizes: list[int]) -> Table:
 
 def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
     if row.status != "ok":
-        return [row.label, f"[red]{row.status}[/red]: {row.error}", *[""] * (len(batch_sizes) + 6)]
+        return [row.label, f"[red]{row.status}[/red]: {row.error}", *[""] * (len(batch_sizes) + 7)]
     ratio = f" ({base.size_bytes / row.size_bytes:.1f}x)" if base and row is not base else ""
     lat = [latency_cell(row.latency_at(b)) for b in batch_sizes]
     largest = row.latency_at(max(batch_sizes)) if batch_sizes else None
     return [row.label, quality_cell(row), pct(row.agreement),
             human_bytes(row.size_bytes) + ratio, f"{row.bits_per_param:.1f}", *lat,
-            f"{largest.throughput_per_s:,.0f}" if largest else "-", human_bytes(row.peak_memory_bytes),
+            bound_cell([row.latency_at(b) for b in batch_sizes]), f"{largest.throughput_per_s:,.0f}" if largest else "-", human_bytes(row.peak_memory_bytes),
             f"{row.quantize_seconds:.2f}"]
 
 
 def _notes(rows: list[Row]) -> list[str]:
-    return [f"{r.label}: {n}" for r in rows for n in r.notes]
+    unstable = [f"{r.label}: latency at batch {l.batch_size} unstable: {l.unstable_reason}"
+                for r in rows for l in r.latency if l.stable is False]
+    return [f"{r.label}: {n}" for r in rows for n in r.notes] + unstable

@@ -11,8 +11,10 @@ from ..registry import Registry
 @dataclass
 class Realized:
     """An artifact on disk and what it took to make it. ``extra_files``: files beside ``path`` that
-    hold its tensors (ONNX external data); they count in its size. ``quantize_seconds`` is the
-    quantization's, set by ``pipeline.realize_row`` (writing the artifact is not quantizing)."""
+    hold its tensors (ONNX external data); they count in its size. ``compute_dtype``: what its kernels
+    multiply in (float32, bfloat16, float16, int8, float8), whose measured peak bounds the row's compute.
+    ``quantize_seconds`` is the quantization's, set by ``pipeline.realize_row`` (writing the artifact
+    is not quantizing)."""
 
     path: Path
     kernel: str
@@ -20,6 +22,7 @@ class Realized:
     details: dict = field(default_factory=dict)
     extra_files: list[Path] = field(default_factory=list)
     quantize_seconds: float = 0.0
+    compute_dtype: str = "float32"
 
 
 class Runtime(Protocol):

@@ -171,7 +171,16 @@ def realize(quantized, task, stem: Path, target: Target) -> Realized:
         kernel += " + torch.compile"
     notes.append(LATENCY_NOTE)
     details["cuda"] = target.details()
-    return Realized(path, kernel, notes, details)
+    return Realized(path, kernel, notes, details, compute_dtype=_compute_dtype(fmt, target))
+
+
+def _compute_dtype(fmt, target: Target) -> str:
+    """What the row's kernels multiply in: the baseline's half dtype, int8 or float8 activations."""
+    if isinstance(fmt, Float8Format):
+        return "float8"
+    if isinstance(fmt, Int8Format):
+        return "int8"
+    return target.dtype_name
 
 
 def _lowbit_kernel(fmt: LowBitFormat, target: Target) -> tuple[str, list[str]]:
@@ -259,6 +268,11 @@ class CudaRunner:
     def __init__(self, module: nn.Module, target: Target):
         self.module = module
         self.target = target
+
+    @property
+    def device(self) -> str:
+        """Where it runs: what its latency cells' bounds are measured on."""
+        return str(self.target.device)
 
     def prepare(self, batch):
         if isinstance(batch, dict):

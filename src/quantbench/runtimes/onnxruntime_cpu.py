@@ -124,7 +124,7 @@ class OnnxRuntimeCPU:
 def _write(rt, quantized, task, path: Path, saved) -> Realized:
     fmt, notes, details = quantized.format, list(quantized.notes), dict(quantized.details)
     if quantized.graph is not None:  # written by ONNX Runtime's own quantizer
-        return Realized(path, f"onnxruntime CPU int8 {_int8_kind(fmt)} (MLAS)", notes, details)
+        return Realized(path, f"onnxruntime CPU int8 {_int8_kind(fmt)} (MLAS)", notes, details, compute_dtype="int8")
     remove_onnx(path)
     if isinstance(fmt, LowBitFormat):
         return _lowbit(rt, quantized, task, path, saved)
@@ -134,7 +134,8 @@ def _write(rt, quantized, task, path: Path, saved) -> Realized:
     if isinstance(fmt, Int8Format):
         notes.append("the torch.ao int8 model exported as QuantizeLinear/DequantizeLinear around float ops: its int8 "
                      "weights, scales and zero points as is")
-        return Realized(path, "onnxruntime CPU int8 QDQ from a torch.ao int8 model (MLAS)", notes, details)
+        return Realized(path, "onnxruntime CPU int8 QDQ from a torch.ao int8 model (MLAS)", notes, details,
+                        compute_dtype="int8")
     return Realized(path, "onnxruntime CPU fp32 (MLAS)", notes, details)
 
 
@@ -154,7 +155,7 @@ def _lowbit(rt, quantized, task, path: Path, saved) -> Realized:
     bits = "/".join(map(str, fmt.bits))
     notes = quantized.notes + _nbits_notes(bits, weights, rt.accuracy_level) + _absent_notes(absent, task)
     kernel = f"onnxruntime CPU MatMulNBits int{bits} accuracy_level {rt.accuracy_level} (MLAS)"
-    return Realized(path, kernel, notes, details)
+    return Realized(path, kernel, notes, details, compute_dtype="int8" if rt.accuracy_level == 4 else "float32")
 
 
 def _write_nbits_graph(module: nn.Module, weights: dict, task, accuracy_level: int, path: Path) -> list[str]:

@@ -30,6 +30,7 @@ from ..kernels.int8_engine import (activate_int8_engine, choose_int8_engine, eng
                                    int8_engine_unavailable_reason)
 from ..kernels.weight_only import CPU_KERNELS, cpu_dense_layers, cpu_kernel_summary, cpu_layer, missing_cpu_kernel
 from ..measure.memory import peak_memory_bytes
+from ..measure.size import weight_bytes
 from ..quiet import quiet_torch_quantization
 from ..tasks.skeleton import build_skeleton
 from .base import RUNTIMES, Realized, Runner
@@ -83,11 +84,14 @@ class TorchCPU:
             kernel, more = cpu_kernel_summary(fmt.layers, dense)
             notes += more
             details |= {"dense_lowbit_layers": list(dense), "fp32_kernel_only": len(dense) == len(fmt.layers)}
+            dtype = "float32" if details["fp32_kernel_only"] else "bfloat16"  # the kernels' activations
         elif isinstance(fmt, Int8Format):
             kernel = self.kernel(f"int8 {fmt.activations} linear" + ("/conv" if fmt.activations == "static" else ""))
+            dtype = "int8"
         else:
             kernel = f"torch fp32 dense ({'frozen TorchScript' if task.traceable else 'eager'})"
-        return Realized(path, kernel, notes, details)
+            dtype = "float32"
+        return Realized(path, kernel, notes, details, compute_dtype=dtype)
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
         batch = task.latency_input(batch_size)
@@ -138,7 +142,9 @@ def lowbit_runner(path: Path, skeleton: nn.Module, example: torch.Tensor | None)
     """The low-bit artifact in ``skeleton`` (built on any device, "meta" too) with torch's CPU
     weight-only kernels; frozen TorchScript when an ``example`` input is given."""
     module = fill_lowbit(skeleton, *read_lowbit(path), make_layer=cpu_layer)
-    return _Runner(module if example is None else _freeze(module, example))
+    run = _Runner(module if example is None else _freeze(module, example))
+    run.weight_bytes = weight_bytes(module)  # as the kernels hold them; frozen TorchScript hides its constants
+    return run
 
 
 def pickled_runner(path: Path) -> "_Runner":

@@ -1,0 +1,141 @@
+"""What else used the CPU while a cell was timed, and whether that makes the cell unstable.
+
+A sampler reads the kernel's counters before and after a cell (``start()`` / ``stop()``): other
+processes' CPU time on the cores this process may use (``/proc/stat`` minus ``/proc/self/stat``),
+steal time (the hypervisor running other guests), how long this process's threads sat runnable
+waiting for a core (``/proc/self/task/*/schedstat``), and the load average before and after.
+``instability`` turns those and the spread of the samples into a reason, or None for a stable cell.
+"""
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class Noise:
+    """What the machine did during one timed cell. ``other_cores``: CPU time of other processes on
+    the cores this process may use, in cores (1.0 = one core fully used by others); ``steal_fraction``:
+    share of those cores' time stolen by the hypervisor; ``run_queue_wait``: time this process's
+    threads were runnable but waiting for a core, per second of the cell; None where not readable."""
+
+    seconds: float
+    cores: int
+    other_cores: float | None
+    steal_fraction: float | None
+    run_queue_wait: float | None
+    load_before: float | None
+    load_after: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When a cell is unstable: others used more than ``other_cores`` cores beyond those this process
+    leaves idle; steal above ``steal``; our threads waited for a core more than ``run_queue_wait`` of
+    the time; or the samples' p90/p10 exceeds ``spread``."""
+
+    other_cores: float = 0.25
+    steal: float = 0.05
+    run_queue_wait: float = 0.10
+    spread: float = 1.5
+
+
+def instability(noise: Noise | None, spread: float, threads: int, limits: Limits = Limits()) -> str | None:
+    """Why a cell measured under ``noise`` with samples of p90/p10 ``spread`` (timed with ``threads``
+    threads) cannot be trusted, or None."""
+    reasons = []
+    if noise is not None:
+        idle_cores = max(noise.cores - threads, 0)
+        if noise.other_cores is not None and noise.other_cores > idle_cores + limits.other_cores:
+            reasons.append(f"other processes used {noise.other_cores:.2f} of the {noise.cores} cores this process "
+                           f"may use while it was timed ({threads} threads)")
+        if noise.steal_fraction is not None and noise.steal_fraction > limits.steal:
+            reasons.append(f"the hypervisor stole {100 * noise.steal_fraction:.0f}% of the CPU time")
+        if noise.run_queue_wait is not None and noise.run_queue_wait > limits.run_queue_wait:
+            reasons.append(f"this process's threads waited {noise.run_queue_wait:.2f} s per second for a free core")
+    if spread > limits.spread:
+        reasons.append(f"samples spread p90/p10 = {spread:.2f} (above {limits.spread})")
+    return "; ".join(reasons) or None
+
+
+class ProcSampler:
+    """Reads Linux's counters; on other systems every reading is None (only the spread is judged)."""
+
+    def __init__(self, proc: Path = Path("/proc")):
+        self.proc = proc
+        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self._start = None
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self) -> Noise:
+        before, after = self._start, self._read()
+        seconds = after["time"] - before["time"]
+        ticks = seconds * CLOCK_TICKS
+
+        def delta(key):
+            return None if before[key] is None or after[key] is None else after[key] - before[key]
+
+        busy, mine, steal, total, waited = (delta(k) for k in ("busy", "self", "steal", "total", "run_delay_ns"))
+        return Noise(
+            seconds=seconds, cores=len(self.cpus) or (os.cpu_count() or 1),
+            other_cores=None if busy is None or mine is None or ticks <= 0 else max(busy - mine, 0) / ticks,
+            steal_fraction=None if steal is None or not total else steal / total,
+            run_queue_wait=None if waited is None or seconds <= 0 else waited / 1e9 / seconds,
+            load_before=before["load"], load_after=after["load"])
+
+    def _read(self) -> dict:
+        reading = {"time": time.perf_counter(), "load": _load_average(), "run_delay_ns": self._run_delay_ns(),
+                   "self": self._self_ticks(), "busy": None, "steal": None, "total": None}
+        reading.update(self._cpu_ticks())
+        return reading
+
+    def _cpu_ticks(self) -> dict:
+        """Busy, steal and total ticks summed over the cores this process may use."""
+        try:
+            lines = (self.proc / "stat").read_text().splitlines()
+        except OSError:
+            return {}
+        wanted = {f"cpu{n}" for n in self.cpus}
+        busy = steal = total = 0
+        for line in lines:
+            name, *fields = line.split()
+            if name not in wanted:
+                continue
+            user, nice, system, idle, iowait, irq, softirq, stolen = (int(v) for v in fields[:8])
+            busy += user + nice + system + irq + softirq
+            steal += stolen
+            total += user + nice + system + idle + iowait + irq + softirq + stolen
+        return {"busy": busy, "steal": steal, "total": total} if total else {}
+
+    def _self_ticks(self) -> int | None:
+        """This process's user + system ticks, all threads."""
+        try:
+            fields = (self.proc / "self" / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+
+    def _run_delay_ns(self) -> int | None:
+        """Nanoseconds this process's threads have waited on a run queue (schedstat's second field)."""
+        total, found = 0, False
+        for stat in (self.proc / "self" / "task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[1])
+                found = True
+            except (OSError, IndexError, ValueError):
+                continue
+        return total if found else None
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
