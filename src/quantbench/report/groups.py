@@ -74,6 +74,10 @@ class MethodLine:
         values = [lat.median_ms for r in self.rows if (lat := r.latency_at(batch_size))]
         return statistics.median(values) if values else None
 
+    def unstable_runs(self, batch_size: int) -> int:
+        """Runs whose cell at ``batch_size`` was marked unstable."""
+        return sum(1 for r in self.rows if (lat := r.latency_at(batch_size)) and lat.stable is False)
+
     def mean(self, attr: str) -> float | None:
         values = [getattr(r, attr) for r in self.rows if getattr(r, attr) is not None]
         return statistics.fmean(values) if values else None

@@ -10,7 +10,7 @@ from rich.table import Table
 from ..errors import UserError
 from ..spec import spec_field
 from .files import CSV_COLUMNS, csv_lines, markdown_table, write_csv_lines
-from .format import human_bytes, human_ms, pct, quality_header, quality_value
+from .format import UNSTABLE_MARK, human_bytes, human_ms, pct, quality_header, quality_value
 from ..sweep.ingest import pending_results
 from .groups import Entry, Group, MethodLine, group_entries, load_entries
 
@@ -54,7 +54,7 @@ def line_cells(line: MethodLine, base: MethodLine | None, batch_sizes: list[int]
     ratio = f" ({base_size / size:.1f}x)" if size and base_size and line is not base else ""
     bits = line.mean("bits_per_param")
     return [line.method, runs, quality, pct(line.mean("agreement")), human_bytes(size) + ratio,
-            f"{bits:.2f}" if bits else "-", *[human_ms(line.latency_ms(b)) for b in batch_sizes],
+            f"{bits:.2f}" if bits else "-", *[latency_text(line, b) for b in batch_sizes],
             line.first("kernel") or "-"]
 
 
@@ -86,7 +86,15 @@ def print_groups(groups: list[Group], console: Console | None = None) -> None:
         for e in group.failed:
             console.print(f"[red]{e.status}[/red] {escape(e.run_id)}: {escape(str(e.error))}")
     console.print(escape("quality: mean over seeds [lowest-highest seed; a single run shows its 95% CI]; "
-                         "latency: median over seeds of each run's median"), style="dim")
+                         "latency: median over seeds of each run's median; (!)k/n: k of n runs' cells were unstable "
+                         "(timed while something else used the CPU, or widely spread)"), style="dim")
+
+
+def latency_text(line: MethodLine, batch_size: int) -> str:
+    """The median over runs, with the unstable mark and how many runs' cells were unstable."""
+    unstable = line.unstable_runs(batch_size)
+    mark = f" {UNSTABLE_MARK}{unstable}/{len(line.rows)}" if unstable else ""
+    return human_ms(line.latency_ms(batch_size)) + mark
 
 
 def to_markdown(groups: list[Group]) -> str:

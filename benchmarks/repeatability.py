@@ -1,0 +1,97 @@
+"""Are quantbench's latency conclusions repeatable, and do they survive a busy machine?
+
+1. Runs the default comparison three times on the (idle) machine and prints each cell's coefficient
+   of variation of the median across the runs.
+2. Runs the default comparison and ``--hidden 2048,2048`` quiet, then with a CPU hog pinned to one
+   core (a child process started and stopped here, by its PID, bounded in time), and prints per row
+   and batch: the paired time ratio to fp32 quiet vs loaded, whether each cell was marked unstable,
+   and whether the loaded run states a ratio that differs from the quiet one by more than 25%.
+
+Run it alone on the machine: `python benchmarks/repeatability.py` (about 5 minutes on 2 cores).
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+from quantbench.api import compare
+from quantbench.env import capture_env
+from quantbench.spec import CompareSpec
+
+HOG = "import os, time\nos.sched_setaffinity(0, {{{core}}})\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
+
+
+def run(hidden: tuple[int, ...]) -> dict:
+    """(row label, batch) -> its latency cell, from one default comparison."""
+    results = compare(CompareSpec(hidden=hidden, progress=False, memory=False))
+    return {(r.label, l.batch_size): l for r in results.rows if r.status == "ok" for l in r.latency}
+
+
+@contextmanager
+def cpu_hog(core: int, seconds: float):
+    """A busy loop on ``core`` for at most ``seconds``, killed by its PID when the block ends."""
+    hog = subprocess.Popen([sys.executable, "-c", HOG.format(core=core, seconds=seconds)])
+    try:
+        time.sleep(0.5)
+        yield hog.pid
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def repeatability(runs: int) -> None:
+    cells = [run((512, 512)) for _ in range(runs)]
+    print(f"\n1. default comparison, {runs} idle runs: median per cell and its CV across runs")
+    print(f"{'row':<16}{'batch':>6}{'medians (ms)':>34}{'CV':>8}{'unstable':>10}")
+    for key in cells[0]:
+        medians = [c[key].median_ms for c in cells if key in c]
+        cv = statistics.stdev(medians) / statistics.fmean(medians) if len(medians) > 1 else float("nan")
+        unstable = sum(c[key].stable is False for c in cells if key in c)
+        print(f"{key[0]:<16}{key[1]:>6}{' '.join(f'{m:.4g}' for m in medians):>34}{100 * cv:>7.1f}%{unstable:>10}")
+
+
+def stated(lat) -> float | None:
+    """The ratio a conclusion would state (report/speed.py's rule), or None."""
+    if lat.stable is not True or lat.ratio_to_baseline is None or not lat.ratio_ci:
+        return None
+    lo, hi = lat.ratio_ci
+    return None if lo <= 1 <= hi else lat.ratio_to_baseline
+
+
+def under_load(hidden: tuple[int, ...], seconds: float) -> int:
+    quiet = run(hidden)
+    with cpu_hog(core=max(os.sched_getaffinity(0)), seconds=seconds) as pid:
+        loaded = run(hidden)
+    print(f"\n2. hidden {hidden}: time ratio to fp32 (paired), quiet vs with a CPU hog (pid {pid}) on one core")
+    print(f"{'row':<16}{'batch':>6}{'quiet':>9}{'loaded':>9}{'loaded unstable':>17}{'wrong claim':>13}")
+    wrong = 0
+    for key, lat in loaded.items():
+        if key[0] == "fp32" or key not in quiet:
+            continue
+        q, l = quiet[key].ratio_to_baseline, lat.ratio_to_baseline
+        claim_q, claim_l = stated(quiet[key]), stated(lat)
+        bad = claim_l is not None and claim_q is not None and abs(claim_l / claim_q - 1) > 0.25
+        wrong += bad
+        print(f"{key[0]:<16}{key[1]:>6}{q or float('nan'):>9.3f}{l or float('nan'):>9.3f}"
+              f"{str(lat.stable is False):>17}{'YES' if bad else 'no':>13}")
+    return wrong
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--hog-seconds", type=float, default=300.0, help="upper bound on the hog's life")
+    args = parser.parse_args()
+    env = capture_env(len(os.sched_getaffinity(0)))
+    print(f"host: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['threads']} threads, "
+          f"torch {env['versions']['torch']}, load average at start {env.get('load_average')}")
+    repeatability(args.runs)
+    wrong = sum(under_load(hidden, args.hog_seconds) for hidden in ((512, 512), (2048, 2048)))
+    print(f"\nloaded-run ratios stated that differ from the quiet run's by more than 25%: {wrong}")
+
+
+if __name__ == "__main__":
+    main()
