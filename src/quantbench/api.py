@@ -7,6 +7,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import methods  # noqa: F401  (registers the methods)
+from .checks import check_spec
 from .config import duplicate_method_notes, parse_methods
 from .env import capture_env
 from .measure.cell import CellTimer
@@ -23,6 +24,7 @@ from .tasks.train import trained_fp32
 
 def compare(spec: CompareSpec) -> Results:
     """Train (or load) the FP32 model, then quantize, save, reload and measure each method."""
+    check_spec(spec)  # options that need no data: seed, folders, --target without --data
     chosen = parse_methods(spec.methods) if spec.methods else None  # a typo fails before anything loads
     runtimes = deployment_runtimes(spec.runtime, spec.runtime_options())
     threads = spec.resolved_threads()
