@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from quantbench.errors import UserError
-from quantbench.tasks.csv_table import load_csv
+from quantbench.tasks.csv_table import class_labels, load_csv
 
 
 def write(tmp_path, text, name="data.csv"):
@@ -59,3 +59,16 @@ def test_binary_garbage_is_a_clear_error(tmp_path):
 def test_target_required(tmp_path):
     with pytest.raises(UserError, match="--target is required"):
         load_csv(write(tmp_path, "a,b\n1,2\n"), None)
+
+
+def test_numeric_labels_are_compared_as_numbers_and_text_labels_as_text():
+    classes, y = class_labels(["2", "10", "1.0", "1", "02", "10"], "target")
+    assert classes == ["1", "2", "10"] and list(y) == [1, 2, 0, 0, 1, 2]
+    classes, y = class_labels(["none", "mild", "none", "severe", "mild", "none"], "target")
+    assert classes == ["mild", "none", "severe"]  # 'none' is a class here, not a missing value
+
+
+def test_missing_markers_in_a_numeric_column_are_imputed(tmp_path):
+    rows = "\n".join(f"{i},{['NA', '?', 'nan'][i] if i < 3 else i},{i % 2}" for i in range(30))
+    x, _, _, notes = load_csv(write(tmp_path, "a,b,label\n" + rows + "\n"), "label")
+    assert notes == ["column 'b': 3 missing values imputed with the median"] and x[0, 1] == 16

@@ -37,11 +37,13 @@ CLIP_STD = 5.0
 def standardize(splits) -> None:
     """Scale features with train statistics only (no test leakage). Constant columns keep
     scale 1 (as scikit-learn's StandardScaler does) and values are clipped to +-5 std, so a
-    value never seen in training cannot dominate the model or a dynamic int8 range."""
-    mean, std = splits.x_train.mean(0), splits.x_train.std(0)
+    value never seen in training cannot dominate the model or a dynamic int8 range. Computed in float64:
+    float32 sums of values near its range (1e36 x 1000 rows) overflow to inf."""
+    mean, std = splits.x_train.double().mean(0), splits.x_train.double().std(0)
     std = torch.where(std < 1e-6, torch.ones_like(std), std)
     for name in ("x_train", "x_val", "x_calib", "x_test"):
-        setattr(splits, name, ((getattr(splits, name) - mean) / std).clamp(-CLIP_STD, CLIP_STD))
+        scaled = (getattr(splits, name).double() - mean) / std
+        setattr(splits, name, scaled.clamp(-CLIP_STD, CLIP_STD).float())
 
 
 @TASKS.register("tabular")
