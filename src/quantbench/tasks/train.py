@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..measure.accuracy import wilson_interval
 from .base import Splits, Task
 
 TRAIN_RECIPE = {"version": 1, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4,
@@ -54,7 +55,24 @@ def trained_fp32(task: Task, seed: int, cache_dir: Path | None = None, progress:
 def _finish(task: Task, model: nn.Module) -> nn.Module:
     model = model.eval()
     after = getattr(task, "after_training", None)
-    return model if after is None else after(model).eval()
+    model = model if after is None else after(model).eval()
+    note = majority_note(task.reference(model), task.splits.y_train, task.splits.y_test, task.n_classes)
+    task.notes += [note] if note else []
+    return model
+
+
+def majority_note(pred: torch.Tensor, y_train: torch.Tensor, y_test: torch.Tensor, n_classes: int) -> str | None:
+    """A note when the model's test accuracy is not clearly above always answering the training set's
+    most frequent class (the lower end of its 95% interval is not above that rate): then quality
+    differences between methods say little."""
+    correct, n = int((pred == y_test).sum()), len(y_test)
+    low, high = wilson_interval(correct, n)
+    majority = float((y_test == torch.bincount(y_train).argmax()).float().mean())
+    if low > majority:
+        return None
+    return (f"the fp32 model does not beat always answering the most frequent class (test accuracy "
+            f"{correct / n:.3f} [{low:.3f}-{high:.3f}], majority rate {majority:.3f}, {n_classes} classes): "
+            "differences between methods say little here; fewer classes (bin the target) or better features may help")
 
 
 def fit(model: nn.Module, splits: Splits, lr: float, max_epochs: int, patience: int, seed: int,
