@@ -1,3 +1,4 @@
+import sqlite3
 import textwrap
 from pathlib import Path
 
@@ -37,3 +38,13 @@ def write_experiment(tmp_path, cache_dir):
         return path
 
     return write
+
+
+def read_store(path, sql: str) -> dict:
+    """The two columns ``sql`` selects, as a dict, read-only (a driver may be writing); {} before the
+    store exists."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+            return dict(db.execute(sql).fetchall())
+    except sqlite3.OperationalError:  # not created yet
+        return {}

@@ -1,7 +1,6 @@
 """Acceptance: a 12-run sweep (2 tasks x 3 methods x 2 seeds) killed with SIGKILL halfway, then
 resumed: every run present exactly once, and no completed run done again."""
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -9,15 +8,11 @@ import time
 from quantbench.cli.main import main
 from quantbench.sweep.store import Store
 
-from .conftest import tiny_experiment
+from .conftest import read_store, tiny_experiment
 
 
 def stored(path) -> dict[str, str]:
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
-            return dict(db.execute("SELECT run_key, finished_at FROM runs").fetchall())
-    except sqlite3.OperationalError:  # not created yet
-        return {}
+    return read_store(path, "SELECT run_key, finished_at FROM runs")
 
 
 def test_sigkill_halfway_then_resume_finishes_without_redoing_runs(tmp_path, cache_dir, capsys):

@@ -16,7 +16,7 @@ from quantbench.spec import CompareSpec
 from quantbench.sweep import sweep_status
 from quantbench.sweep.store import Store
 
-from .conftest import CRASHING_TASK, FAILING_TASK, tiny_experiment
+from .conftest import CRASHING_TASK, FAILING_TASK, read_store, tiny_experiment
 
 SLURM_TAIL = """executor: slurm
 slurm:
@@ -108,12 +108,8 @@ def driver(*args: str) -> subprocess.Popen:
 
 
 def jobs_of(store_file) -> dict[str, str]:
-    """run key -> job id of the jobs the store expects (read-only: the driver may be writing)."""
-    try:
-        with sqlite3.connect(f"file:{store_file}?mode=ro", uri=True, timeout=10) as db:
-            return dict(db.execute("SELECT run_key, job_id FROM jobs").fetchall())
-    except sqlite3.OperationalError:  # not created yet
-        return {}
+    """run key -> job id of the jobs the store expects."""
+    return read_store(store_file, "SELECT run_key, job_id FROM jobs")
 
 
 def test_a_killed_driver_is_resumed_on_the_cluster_with_nothing_lost_or_run_twice(tmp_path, cache_dir, out, capsys):
