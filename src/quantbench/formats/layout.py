@@ -1,7 +1,7 @@
 """Where a layer keeps its weight: [out, in] for nn.Linear, [in, out] for transformers' Conv1D (GPT-2)."""
 from __future__ import annotations
 
-from functools import cache
+import sys
 
 import torch
 from torch import nn
@@ -31,10 +31,7 @@ def is_conv1d(module: nn.Module) -> bool:
     return conv1d is not None and isinstance(module, conv1d)
 
 
-@cache
 def _conv1d_class() -> type | None:
-    try:
-        from transformers.pytorch_utils import Conv1D
-    except ImportError:  # transformers is optional
-        return None
-    return Conv1D
+    """transformers' Conv1D if transformers is loaded (a model holding one has loaded it): importing it just to
+    ask added ~14 MB to every low-bit load, transformers or not."""
+    return getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)

@@ -7,7 +7,7 @@ low-bit kernels, ``kernels/weight_only.py``) or dequantized once into the layer'
 tests check the kernels against."""
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,8 @@ from .layout import get_weight_out_in, in_layer_layout
 from .gptq_packing import count_v1_unrepresentable_zeros, from_gptq_tensors, to_gptq_tensors
 
 FORMAT = "quantbench-lowbit-v1"
+_READ_ROWS = 64
+"""Output rows of a layer unpacked at a time (a multiple of 32, see ``_output_rows``)."""
 _PACKED = ("qweight", "qzeros", "zeros", "scales", "g_idx", "input_scale")
 """Every tensor a quantized layer may store (``to_gptq_tensors``): zeros in place of qzeros for float
 zero points, input_scale for an unfolded per-input-channel scale."""
@@ -103,9 +105,32 @@ def read_lowbit(path: Path, packed_only: bool = False) -> tuple[dict[str, LowBit
     packed = {}
     for name, (out_features, in_features) in layers.items():
         parts = {k: tensors.pop(f"{name}.{k}") for k in _PACKED if f"{name}.{k}" in tensors}
-        packed[name] = from_gptq_tensors(parts, config["bits"], config["group_size"], in_features, out_features,
-                                         config["checkpoint_format"])
+        packed[name] = _read_layer(parts, config, in_features, out_features)
     return packed, tensors
+
+
+def _read_layer(parts: dict[str, torch.Tensor], config: dict, in_features: int, out_features: int) -> LowBitWeight:
+    """One layer's LowBitWeight from its stored tensors, unpacked ``_READ_ROWS`` output rows at a time into
+    its uint8 codes: the unpacking works in int64, 8 bytes a code, twice fp32's 4 (134 MB for a whole
+    4096 x 4096 layer, more than the fp32 model the artifact replaces)."""
+    q = torch.empty(out_features, in_features, dtype=torch.uint8)
+    scales, zeros = (torch.empty(out_features, parts["scales"].shape[0]) for _ in range(2))
+    for start in range(0, out_features, _READ_ROWS):  # into preallocated tensors: no block outlives its turn
+        stop = min(start + _READ_ROWS, out_features)
+        block = from_gptq_tensors(_output_rows(parts, config["bits"], start, stop), config["bits"],
+                                  config["group_size"], in_features, stop - start, config["checkpoint_format"])
+        q[start:stop], scales[start:stop], zeros[start:stop] = block.q, block.scales, block.zeros
+    return replace(block, q=q, scales=scales, zeros=zeros)
+
+
+def _output_rows(parts: dict[str, torch.Tensor], bits: int, start: int, stop: int) -> dict[str, torch.Tensor]:
+    """The stored tensors of output rows [start, stop) of a layer (``start`` a multiple of 32: ``qzeros``
+    packs 32 values into a whole number of words at every bit width). The GPTQ tensors are [.., out]."""
+    rows = {k: v for k, v in parts.items() if k in ("g_idx", "input_scale")}
+    rows |= {k: parts[k][:, start:stop] for k in ("qweight", "scales", "zeros") if k in parts}
+    if "qzeros" in parts:
+        rows["qzeros"] = parts["qzeros"][:, start * bits // 32: -(-stop * bits // 32)]
+    return rows
 
 
 def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
@@ -138,13 +163,23 @@ def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: d
         if module is not None:
             swapped[name] = module
             continue
-        tensors[_weight_key(name)] = in_layer_layout(layer, lw.dequantize())
+        tensors[_weight_key(name)] = in_layer_layout(layer, _dequantize_by_rows(lw))
         if bias is not None:
             tensors[f"{name}.bias"] = bias
     place_state(skeleton, tensors, device, dtype, skip=set(swapped))
     for name, module in swapped.items():
         replace_module(skeleton, name, module)
     return skeleton.eval().requires_grad_(False)
+
+
+def _dequantize_by_rows(lw: LowBitWeight) -> torch.Tensor:
+    """``lw.dequantize()``, ``_READ_ROWS`` output rows at a time into the result: the whole-layer formula
+    makes three float32 temporaries of the layer's size (a 4096 x 4096 layer loaded at 300 MB, not 67)."""
+    w = torch.empty(lw.out_features, lw.in_features)
+    for start in range(0, lw.out_features, _READ_ROWS):
+        rows = slice(start, start + _READ_ROWS)
+        w[rows] = replace(lw, q=lw.q[rows], scales=lw.scales[rows], zeros=lw.zeros[rows]).dequantize()
+    return w
 
 
 def _quantized_layer(skeleton: nn.Module, name: str, lw: LowBitWeight) -> nn.Module:

@@ -42,6 +42,9 @@ TINYGEMM_GROUP_SIZES = (256, 128, 64, 32)
 """Group sizes the tinygemm kernel is compiled for, largest first."""
 _N_MULTIPLE = 16
 """Output rows are padded to a multiple of this (CUDA tinygemm needs 8, torch's CPU build of it 16)."""
+_CPU_PACK_ROWS = 64
+"""Rows the CPU packing converts at a time: its layout packs blocks of 64 rows independently, so packing
+row blocks of a multiple of 64 gives the same bytes as packing the whole layer (a test checks it)."""
 
 
 # --- int4 tinygemm -------------------------------------------------------------------------------
@@ -108,7 +111,7 @@ def tinygemm_weight(lw: LowBitWeight) -> TinygemmWeight:
     source_group = (torch.arange(k // tile) * tile) // lw.group_width  # quantbench group of each tinygemm group
     pad = -n % _N_MULTIPLE
     codes = lw.q if perm is None else lw.q[:, perm]
-    codes = nn.functional.pad(codes, (0, 0, 0, pad))
+    codes = nn.functional.pad(codes, (0, 0, 0, pad)) if pad else codes  # a copy only when rows are added
     pairs = torch.stack([scale_b[:, source_group], zero_b[:, source_group]], dim=-1)  # [N, groups, 2]
     pairs = nn.functional.pad(pairs, (0, 0, 0, 0, 0, pad))
     return TinygemmWeight(codes.contiguous(), pairs.transpose(0, 1).contiguous(), tile, n, perm)
@@ -143,8 +146,19 @@ def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
 def _pack_int4(codes: torch.Tensor, inner_k_tiles: int, device: torch.device) -> torch.Tensor:
     if device.type == "cuda":
         return torch.ops.aten._convert_weight_to_int4pack(pack_nibbles(codes).to(device), inner_k_tiles)
-    # torch's CPU build of the same kernel family (same scales_and_zeros convention), used by the tests
-    return torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(device, torch.int32), inner_k_tiles)
+    return _pack_int4_cpu(codes, inner_k_tiles)
+
+
+def _pack_int4_cpu(codes: torch.Tensor, inner_k_tiles: int) -> torch.Tensor:
+    """uint8 [N, K / 2]: torch's CPU build of the same kernel family (same scales_and_zeros convention).
+    It takes int32 codes (4 bytes a code), so rows are converted ``_CPU_PACK_ROWS`` at a time into the
+    preallocated result: no int32 copy of the layer, and each block's temporaries are freed before the next
+    (blocks kept until a final concatenation fragmented the heap: a 4096 x 4096 layer then took 60 MB)."""
+    packed = torch.empty(codes.shape[0], codes.shape[1] // 2, dtype=torch.uint8)
+    for start in range(0, codes.shape[0], _CPU_PACK_ROWS):
+        rows = codes[start:start + _CPU_PACK_ROWS].to(torch.int32)
+        packed[start:start + len(rows)] = torch.ops.aten._convert_weight_to_int4pack_for_cpu(rows, inner_k_tiles)
+    return packed
 
 
 def _int4_mm(x: torch.Tensor, packed: torch.Tensor, group_size: int, scales_and_zeros: torch.Tensor) -> torch.Tensor:
@@ -235,7 +249,7 @@ def int8_weight_only(lw: LowBitWeight) -> Int8Weight:
     """An 8-bit ``lw`` as signed codes with the same grid (no re-quantization)."""
     if lw.kernel_kind != INT8_WEIGHT_ONLY:
         raise NotRepresentable(f"int8 weight-only holds 8-bit codes; this grid has {lw.bits} bits")
-    codes = (lw.q.to(torch.int16) - 128).to(torch.int8)
+    codes = (lw.q ^ 128).view(torch.int8)  # q - 128 in two's complement: the top bit flipped (no int16 copies)
     return Int8Weight(codes.contiguous(), lw.scales.float().contiguous(), lw.zeros.float() - 128.0,
                       lw.g_idx.long().contiguous())
 
