@@ -1,5 +1,8 @@
 """Methods that resolve to the same config are one row, and the comparison says they were merged."""
+from rich.console import Console
+
 from quantbench import api
+from quantbench.report.table import render
 from quantbench.config import duplicate_method_notes, parse_methods
 
 
@@ -24,3 +27,6 @@ def test_compare_measures_a_duplicate_once_and_notes_it(small_spec, tmp_path):
     results = api.compare(small_spec)
     assert [r.label for r in results.rows] == ["fp32", "rtn"]
     assert any("'rtn:bits=4'" in n for n in results.task["notes"])
+    console = Console(record=True, width=200)
+    render(results, console)
+    assert "resolve to the same config" in console.export_text()

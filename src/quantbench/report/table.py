@@ -30,6 +30,8 @@ def render(results: Results, console: Console | None = None) -> None:
         console.print(f"[dim]kernel[/dim] {row.label}: {row.kernel or '-'}"
                       + (" [yellow](simulated)[/yellow]" if row.simulated else ""))
     console.print(f"[dim]fp32[/dim] {fp32_origin(results.task)}")
+    for note in results.task.get("notes") or []:  # the task's and the comparison's (e.g. merged duplicate methods)
+        console.print(f"[dim]note[/dim] {escape(note)}")
     for note in _notes(rows):
         console.print(f"[dim]note[/dim] {note}")
     for line in conclusions(rows, batch_sizes or [1]):
