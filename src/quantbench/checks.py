@@ -21,7 +21,7 @@ def check_spec(spec: CompareSpec) -> None:
     else:
         from .tasks.train import default_cache_dir
 
-        check_writable_folder(str(default_cache_dir()), "the default cache folder (set --cache-dir or $QUANTBENCH_CACHE)")
+        check_writable_folder(str(default_cache_dir()), "--cache-dir (default, from $QUANTBENCH_CACHE or home)")
 
 
 def check_seed(seed: int) -> None:

@@ -28,7 +28,8 @@ def load_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, str
     labels = [r[col] for r in rows]
     empty = sum(is_missing(v) for v in labels)
     if empty:
-        raise UserError(f"target column '{target}' has {empty} empty values (blank or a missing marker such as NA); fill or drop those rows")
+        raise UserError(f"target column '{target}' has {empty} empty values (blank or a missing marker such as NA); "
+                        "fill or drop those rows")
     features = [h for h in header if h != target]
     if not features:
         raise UserError(f"{path} has no feature columns besides '{target}'")
@@ -47,22 +48,28 @@ def class_labels(values: Sequence, name: str) -> tuple[list[str], np.ndarray]:
     and '1.0' are one class; a target with many distinct non-integer numbers is a measurement and is
     refused with how to make it a class (quantbench compares classifiers)."""
     numbers = _numbers_or_none(values)
-    if numbers is not None and not np.isfinite(numbers).all():
-        raise UserError(f"{name} has {int((~np.isfinite(numbers)).sum())} values that are not finite; fill or drop those rows")
-    keys = numbers if numbers is not None else np.asarray([str(v) for v in values])
-    classes, y = np.unique(keys, return_inverse=True)
-    if numbers is not None and len(classes) > MAX_MEASUREMENT_CLASSES and (classes != np.round(classes)).any():
-        examples = ", ".join(f"{c:g}" for c in classes[:: max(1, len(classes) // 3)][:3])
-        raise UserError(f"{name} looks continuous ({len(classes)} distinct numbers such as {examples}) and quantbench "
-                        "compares classifiers: make it a class, e.g. bin it into quartiles in a new column "
-                        "(pandas.qcut(values, 4, labels=False)) and use that as the target")
+    if numbers is not None:
+        _check_class_numbers(numbers, name)
+    classes, y = np.unique(numbers if numbers is not None else [str(v) for v in values], return_inverse=True)
     shown = [f"{c:g}" if numbers is not None else str(c) for c in classes]
     if len(classes) < 2:
         raise UserError(f"{name} has a single class ({shown[0]}); nothing to classify")
-    if len(classes) > len(keys) / 2:
-        raise UserError(f"{name} has {len(classes)} distinct values in {len(keys)} rows: most classes have one row, "
-                        "nothing to learn; group the values into fewer classes")
+    if len(classes) > len(values) / 2:
+        raise UserError(f"{name} has {len(classes)} distinct values in {len(values)} rows: most classes have one "
+                        "row, nothing to learn; group the values into fewer classes")
     return shown, y.astype(np.int64)
+
+
+def _check_class_numbers(numbers: np.ndarray, name: str) -> None:
+    if not np.isfinite(numbers).all():
+        raise UserError(f"{name} has {int((~np.isfinite(numbers)).sum())} values that are not finite; "
+                        "fill or drop those rows")
+    distinct = np.unique(numbers)
+    if len(distinct) > MAX_MEASUREMENT_CLASSES and (distinct != np.round(distinct)).any():
+        examples = ", ".join(f"{c:g}" for c in distinct[:: len(distinct) // 3][:3])
+        raise UserError(f"{name} looks continuous ({len(distinct)} distinct numbers such as {examples}) and "
+                        "quantbench compares classifiers: make it a class, e.g. bin it into quartiles in a new "
+                        "column (pandas.qcut(values, 4, labels=False)) and use that as the target")
 
 
 def is_missing(cell: str) -> bool:
@@ -147,7 +154,8 @@ def _check_float32_range(name: str, numbers: np.ndarray) -> None:
     if bad.any():
         row = int(bad.argmax())
         raise UserError(f"column '{name}' has {int(bad.sum())} values that are infinite or beyond float32's range "
-                        f"(+-3.4e38), e.g. {numbers[row]:g} on line {row + 2}; rescale the column (e.g. log10) or drop it")
+                        f"(+-3.4e38), e.g. {numbers[row]:g} on line {row + 2}; rescale the column (e.g. log10) "
+                        "or drop it")
 
 
 def not_finite_in_float32(values: np.ndarray) -> np.ndarray:

@@ -78,12 +78,14 @@ def _check_model(user: UserTask, rows: np.ndarray, n_classes: int, spec: str, pa
     except Exception as e:
         raise UserError(f"{where} raised {_described(e, path)}") from None
     if not isinstance(model, nn.Module):
-        raise UserError(f"{where} must return a torch.nn.Module, got {type(model).__name__}")
+        must = "must be" if user.trained is not None else "must return"
+        raise UserError(f"{where} {must} a torch.nn.Module, got {type(model).__name__}")
     try:
         with torch.no_grad():
             out = model.eval()(torch.as_tensor(rows))
     except Exception as e:
-        raise UserError(f"{where} cannot take x (rows of shape {tuple(rows.shape[1:])}): {_described(e, path)}") from None
+        raise UserError(f"{where} cannot take x (rows of shape {tuple(rows.shape[1:])}): "
+                        f"{_described(e, path)}") from None
     shape = tuple(getattr(out, "shape", ()))
     if len(shape) != 2 or shape[0] != len(rows) or shape[1] < n_classes:
         raise UserError(f"{where} returns {type(out).__name__} of shape {shape} for {len(rows)} rows; "
@@ -92,7 +94,7 @@ def _check_model(user: UserTask, rows: np.ndarray, n_classes: int, spec: str, pa
 
 def _described(error: Exception, path: Path) -> str:
     """'Type: message', and the line of the user's file it came from, when it did."""
-    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path.resolve()]
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if Path(f.filename).resolve() == path.resolve()]
     return f"{type(error).__name__}: {error}" + (f" (line {lines[-1]} of {path.name})" if lines else "")
 
 
