@@ -108,6 +108,7 @@ def test_the_bound_uses_the_loaded_artifacts_packed_bytes(tmp_path):
     rows = {name: realize_row(parse_methods(name)[0], model, ctx, runtime, tmp_path / name) for name in ("fp32", "rtn")}
     read = {name: bytes_read_per_call(runtime.load(r.path, task), r.path.stat().st_size) for name, r in rows.items()}
     assert 0.10 < read["rtn"] / read["fp32"] < 0.2
+    assert bytes_read_per_call(runtime.load(rows["rtn"].path, task), 1) == read["rtn"]  # counted on the loaded model
     timer = CellTimer(threads=1)
     timer.bounds["cpu"] = FixedBounds()
     bounds = {}
