@@ -42,7 +42,7 @@ class Limits:
     other_cores: float = 0.25
     steal: float = 0.05
     run_queue_wait: float = 0.10
-    spread: float = 1.5
+    spread: float = 2.5
 
 
 def instability(noise: Noise | None, spread: float, threads: int, limits: Limits = Limits()) -> str | None:
