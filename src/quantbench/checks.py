@@ -14,6 +14,7 @@ SEED_MAX = 2**32 - 1
 def check_spec(spec: CompareSpec) -> None:
     check_seed(spec.seed)
     check_target_has_data(spec.target, spec.data)
+    check_generation_options(spec.prompt_tokens, spec.decode_tokens, spec.decode_batch_sizes, spec.decode_seconds)
     if spec.out:
         check_writable_folder(spec.out, "--out")
     if spec.cache_dir:
@@ -32,6 +33,18 @@ def check_seed(seed: int) -> None:
 def check_target_has_data(target: str | None, data: str | None) -> None:
     if target and not data:
         raise UserError(f"--target {target} needs --data FILE.csv (built-in datasets and tasks bring their own labels)")
+
+
+def check_generation_options(prompt_tokens: int, decode_tokens: int, batch_sizes: tuple[int, ...],
+                             seconds: int) -> None:
+    if prompt_tokens < 1:
+        raise UserError(f"--prompt-tokens must be at least 1, got {prompt_tokens}")
+    if decode_tokens < 0:
+        raise UserError(f"--decode-tokens must be 0 (no prefill/decode measurement) or more, got {decode_tokens}")
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise UserError(f"--decode-batch-sizes needs positive integers, got {','.join(map(str, batch_sizes))}")
+    if not seconds >= 0:
+        raise UserError(f"--decode-seconds must be 0 or more seconds, got {seconds}")
 
 
 def check_writable_folder(path: str, option: str) -> None:

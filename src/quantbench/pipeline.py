@@ -76,6 +76,7 @@ def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: Co
     _fill_quality(row, ctx.task.evaluate(run, reference))
     _fill_size(row, [realized.path, *realized.extra_files], fp32)
     _fill_latency(row, run, fp32, ctx.task, spec, timing)
+    _fill_generation(row, run, ctx.task, spec, timing)
     if row.method == BASELINE:
         timing.baselines[runtime.name] = run
     if spec.memory:
@@ -98,6 +99,18 @@ def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timin
         timing.timer.set_bound(lat, bytes_read, timing.macs_at(fp32, task, b), row.details["compute_dtype"],
                                getattr(run, "device", "cpu"))
         row.latency.append(lat)
+
+
+def _fill_generation(row: Row, run, task, spec: CompareSpec, timing: RunTiming) -> None:
+    """Prefill and decode speed at each decode batch size, for tasks that generate text (their
+    ``generation_prompt``); every row, fp32 included, the same way (measure/generation.py)."""
+    if spec.decode_tokens == 0 or not hasattr(task, "generation_prompt"):
+        return
+    from .measure.generation import GenerationBudget, generation_entries
+
+    row.generation = generation_entries(run, task.generation_prompt, spec.prompt_tokens, spec.decode_tokens,
+                                        spec.decode_batch_sizes, timing.timer, row.details["weight_bytes_read"],
+                                        GenerationBudget(max_seconds=spec.decode_seconds))
 
 
 def bytes_read_per_call(run, artifact_size: int) -> int:

@@ -32,6 +32,7 @@ class Row:
     n_params: int | None = None
     bits_per_param: float | None = None
     latency: list[Latency] = field(default_factory=list)
+    generation: list[dict[str, Any]] = field(default_factory=list)  # prefill/decode speed (measure/generation.py)
     peak_memory_bytes: int | None = None
     quantize_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -48,6 +49,11 @@ class Row:
 
     def latency_at(self, batch_size: int) -> Latency | None:
         return next((l for l in self.latency if l.batch_size == batch_size), None)
+
+    def generation_at(self, batch_size: int) -> dict[str, Any] | None:
+        """The measured prefill/decode entry at ``batch_size``, if there is one."""
+        return next((g for g in self.generation if g.get("status") == "measured" and g["batch_size"] == batch_size),
+                    None)
 
 
 @dataclass

@@ -33,6 +33,14 @@ class CompareSpec:
                                  "float16 (float16 for GPUs before sm80, e.g. V100; int4 rows need bfloat16)", "DTYPE")
     cuda_compile: bool = spec_field(False, "cuda runtime: torch.compile every row (same mode for fp32 and quantized)")
     batch_sizes: tuple[int, ...] = spec_field((1, 256), "batch sizes to time", "B,B")
+    prompt_tokens: int = spec_field(512, "lm task: prompt length of the prefill speed measurement, pp<N> (capped at "
+                                    "the model's context minus --decode-tokens)", "N")
+    decode_tokens: int = spec_field(128, "lm task: tokens generated greedily with the KV cache, no stop at EOS, "
+                                    "for decode speed, tg<N> (0 = no prefill/decode measurement)", "N")
+    decode_batch_sizes: tuple[int, ...] = spec_field((1, 8), "lm task: batch sizes of the prefill/decode "
+                                                     "measurement", "B,B")
+    decode_seconds: int = spec_field(10, "lm task: time budget of the prefill/decode measurement per batch size: "
+                                       "no further generation starts after it (2 are always timed)", "S")
     threads: int = spec_field(0, "CPU threads for every measurement (0 = all cores this process may use)", "N")
     seed: int = spec_field(0, "seed of data split, training and calibration", "N")
     out: str | None = spec_field(None, "folder for results.json/csv/md, plot and artifacts", "DIR")

@@ -8,11 +8,19 @@ from .format import human_bytes, latency_cell, pct, quality_cell, quality_header
 from .pareto import conclusions
 from .table import busy_machine_warning
 
+GENERATION_COLUMNS = ["generation_status", "generation_reason", "prompt_tokens", "decode_tokens",
+                      "prefill_tokens_per_s", "prefill_median_ms", "prefill_p10_ms", "prefill_p90_ms", "ttft_median_ms",
+                      "ttft_p10_ms", "ttft_p90_ms", "decode_tokens_per_s", "decode_step_median_ms",
+                      "decode_step_p10_ms", "decode_step_p90_ms", "decode_bound_ms_per_token",
+                      "decode_fraction_of_bound", "generation_repeats", "generation_stable",
+                      "generation_unstable_reason"]
+"""Prefill/decode columns (``Row.generation``), on the line of their decode batch size; the entry's
+``status``, ``reason``, ``repeats``, ``stable`` and ``unstable_reason`` take the ``generation_`` prefix."""
 CSV_COLUMNS = ["task", "method", "status", "error", "runtime", "kernel", "simulated", "metric", "quality",
                "quality_ci_low", "quality_ci_high", "higher_is_better", "accuracy", "n_samples", "agreement", "size_bytes", "n_params", "bits_per_param",
                "batch_size", "median_ms", "p10_ms", "p90_ms", "throughput_per_s", "stable", "unstable_reason",
                "ratio_to_baseline", "bound_ms", "bound_by", "fraction_of_bound", "peak_memory_bytes",
-               "quantize_seconds"]
+               "quantize_seconds", *GENERATION_COLUMNS]
 
 
 def write_all(results: Results, out: Path) -> list[Path]:
@@ -39,11 +47,21 @@ def write_csv(results: Results, path: Path) -> None:
 
 
 def csv_lines(row: Row | None, ids: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One line per batch size (one line for a row without latency, or without a row): the row's
-    fields, its interval as two columns, then ``ids``, which name where the row comes from."""
+    """One line per batch size of latency or of prefill/decode (one line for a row with neither, or
+    without a row): the row's fields, its interval as two columns, then ``ids``, which name where the
+    row comes from; a "not measured" generation entry without a batch size is on every line."""
     ci = (row.quality_ci if row else None) or [None, None]
     fields = {**(vars(row) if row else {}), **(ids or {}), "quality_ci_low": ci[0], "quality_ci_high": ci[1]}
-    return [{**fields, **(vars(lat) if lat else {})} for lat in (row.latency if row else None) or [None]]
+    latency = {lat.batch_size: vars(lat) for lat in (row.latency if row else [])}
+    generation = {g.get("batch_size"): _generation_fields(g) for g in (row.generation if row else [])}
+    everywhere = generation.pop(None, {})
+    sizes = sorted(latency.keys() | generation.keys()) or [None]
+    return [{**fields, **everywhere, **latency.get(b, {"batch_size": b}), **generation.get(b, {})} for b in sizes]
+
+
+def _generation_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    renamed = {"status", "reason", "stable", "unstable_reason", "repeats"}
+    return {f"generation_{k}" if k in renamed else k: v for k, v in entry.items() if k != "noise"}
 
 
 def write_csv_lines(path: Path, columns: list[str], lines: Iterable[dict[str, Any]]) -> None:

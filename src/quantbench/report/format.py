@@ -32,6 +32,30 @@ def latency_cell(lat) -> str:
     return f"{number(lat.median_ms)} [{number(lat.p10_ms)}-{number(lat.p90_ms)}] {unit}{mark}"
 
 
+def tokens_per_s_cell(entry: dict | None, key: str) -> str:
+    """'41.0 (!)': a generation entry's tokens/s under ``key``, marked when the entry was unstable."""
+    if entry is None or entry.get(key) is None:
+        return "-"
+    value = entry[key]
+    mark = f" {UNSTABLE_MARK}" if entry.get("stable") is False else ""
+    return (f"{value:,.0f}" if value >= 100 else f"{value:.3g}") + mark
+
+
+def generation_batch(rows) -> int | None:
+    """The decode batch size tables show: the smallest one any row measured (batch 1 by default)."""
+    sizes = [g["batch_size"] for r in rows for g in r.generation if g.get("status") == "measured"]
+    return min(sizes) if sizes else None
+
+
+def generation_headers(rows, batch_size: int | None) -> list[str]:
+    """'pp512 tok/s', 'tg128 tok/s' with the prompt and decode lengths measured (none without entries)."""
+    entry = next((r.generation_at(batch_size) for r in rows if batch_size and r.generation_at(batch_size)), None)
+    if entry is None:
+        return []
+    suffix = "" if batch_size == 1 else f" b{batch_size}"
+    return [f"pp{entry['prompt_tokens']} tok/s{suffix}", f"tg{entry['decode_tokens']} tok/s{suffix}"]
+
+
 UNSTABLE_MARK = "(!)"
 """After a latency cell that was timed while something else used the CPU, or spread too widely."""
 

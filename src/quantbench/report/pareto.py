@@ -1,6 +1,7 @@
 """Pareto fronts and the plain-language conclusion drawn from the rows."""
 from ..results import Row
-from .speed import speed_claim, stable_at
+from .format import generation_batch
+from .speed import decode_claim, speed_claim, stable_at
 
 
 def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
@@ -41,6 +42,7 @@ def conclusions(rows: list[Row], batch_sizes: list[int]) -> list[str]:
         base = fp32_baseline(rows, row.runtime)
         if base and row is not base:
             lines.append(_versus_fp32(row, base, batch_sizes[0]))
+            lines += [c for c in [decode_claim(row, base, generation_batch(rows) or 1)] if c]
     lines += _across_runtimes(rows, batch_sizes[0])
     lines += [f"{r.label}: {r.status} ({r.error})" for r in rows if r.status != "ok"]
     return lines

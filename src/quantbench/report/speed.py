@@ -56,3 +56,32 @@ def _share(lat) -> str:
 def stable_at(row: Row, batch_size: int) -> bool:
     lat = row.latency_at(batch_size)
     return bool(lat and lat.stable)
+
+
+def decode_claim(row: Row, base: Row, batch_size: int) -> str | None:
+    """'rtn: decode 2.10x faster than fp32 at batch 1 (tg128: 41.0 vs 19.5 tok/s)', stated only from two
+    stable measured entries whose decode-step p10-p90 ranges do not overlap; else why not. None when
+    neither row has prefill/decode entries (tasks that do not generate)."""
+    if not (row.generation or base.generation):
+        return None
+    where = f"decode speed vs fp32 at batch {batch_size} not stated"
+    mine, theirs = row.generation_at(batch_size), base.generation_at(batch_size)
+    missing = [f"{r.label}: {_why_not_measured(r)}" for r, g in ((row, mine), (base, theirs)) if g is None]
+    if missing:
+        return f"{row.label}: {where}: not measured ({'; '.join(missing)})"
+    unstable = [f"{r.label}: {(g.get('unstable_reason') or 'stability not measured').split(';')[0]}"
+                for r, g in ((row, mine), (base, theirs)) if g.get("stable") is not True]
+    if unstable:
+        return f"{row.label}: {where}: unstable, rerun on an idle machine ({'; '.join(unstable)})"
+    speeds = (f"tg{mine['decode_tokens']}: {mine['decode_tokens_per_s']:.1f} vs {theirs['decode_tokens_per_s']:.1f} "
+              "tok/s")
+    if mine["decode_step_p90_ms"] >= theirs["decode_step_p10_ms"] and theirs["decode_step_p90_ms"] >= mine["decode_step_p10_ms"]:
+        return f"{row.label}: no clear difference in decode speed from fp32 at batch {batch_size} ({speeds}; " \
+               "the p10-p90 ranges of their decode steps overlap)"
+    ratio = mine["decode_tokens_per_s"] / theirs["decode_tokens_per_s"]
+    faster = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+    return f"{row.label}: decode {faster} than fp32 at batch {batch_size} ({speeds})"
+
+
+def _why_not_measured(row: Row) -> str:
+    return next((g.get("reason") for g in row.generation if g.get("status") != "measured"), None) or "no entry at this batch"

@@ -4,7 +4,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..results import Results, Row
-from .format import UNSTABLE_MARK, bound_cell, human_bytes, latency_cell, pct, quality_cell, quality_header
+from .format import (UNSTABLE_MARK, bound_cell, generation_batch, generation_headers, human_bytes, latency_cell, pct,
+                     quality_cell, quality_header, tokens_per_s_cell)
 from .pareto import conclusions, fp32_baseline
 
 EXPLANATION = (
@@ -18,6 +19,11 @@ EXPLANATION = (
     "mem: peak RSS growth to load + run the largest batch in a fresh process; prep: seconds spent quantizing/calibrating/fine-tuning; "
     "kernel: what executed the row. Every number is measured on the saved artifact, reloaded."
 )
+GENERATION_EXPLANATION = (
+    "ppP tok/s: prompt processing, batch x P prompt tokens / median prefill time; tgD tok/s: token generation, "
+    "batch x D tokens / median time of D greedy decode steps with the KV cache (no early stop); at the smallest "
+    "decode batch (the others in results.json/csv)."
+)
 
 
 def render(results: Results, console: Console | None = None) -> None:
@@ -26,6 +32,8 @@ def render(results: Results, console: Console | None = None) -> None:
     batch_sizes = [l.batch_size for l in next((r.latency for r in rows if r.latency), [])]
     console.print(_table(results, batch_sizes))
     console.print(escape(EXPLANATION), style="dim")
+    if generation_batch(rows) is not None:
+        console.print(escape(GENERATION_EXPLANATION), style="dim")
     for row in rows:
         console.print(f"[dim]kernel[/dim] {row.label}: {row.kernel or '-'}"
                       + (" [yellow](simulated)[/yellow]" if row.simulated else ""))
@@ -67,12 +75,22 @@ def _table(results: Results, batch_sizes: list[int]) -> Table:
              f"{env['cpu']}, {env['threads']} threads, torch {env['versions']['torch']}")
     table = Table(title=title, title_justify="left")
     metric = next((r.metric for r in results.rows if r.status == "ok"), "accuracy")
+    decode_batch = generation_batch(results.rows)
+    generation = generation_headers(results.rows, decode_batch)
     for col in ["method", quality_header(metric), "agree %", "size", "bits/p", *[f"lat b{b}" for b in batch_sizes],
-                "bound %", "thr/s", "mem", "prep s"]:
+                "bound %", "thr/s", *generation, "mem", "prep s"]:
         table.add_column(col, overflow="fold", no_wrap=col == "method")
     for row in results.rows:
-        table.add_row(*_cells(row, fp32_baseline(results.rows, row.runtime), batch_sizes))
+        cells = _cells(row, fp32_baseline(results.rows, row.runtime), batch_sizes)
+        table.add_row(*cells[:-2], *_generation_cells(row, decode_batch, generation), *cells[-2:])
     return table
+
+
+def _generation_cells(row: Row, batch_size: int | None, headers: list[str]) -> list[str]:
+    if not headers:
+        return []
+    entry = row.generation_at(batch_size)
+    return [tokens_per_s_cell(entry, "prefill_tokens_per_s"), tokens_per_s_cell(entry, "decode_tokens_per_s")]
 
 
 def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
@@ -90,4 +108,17 @@ def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
 def _notes(rows: list[Row]) -> list[str]:
     unstable = [f"{r.label}: latency at batch {l.batch_size} unstable: {l.unstable_reason}"
                 for r in rows for l in r.latency if l.stable is False]
-    return [f"{r.label}: {n}" for r in rows for n in r.notes] + unstable
+    return [f"{r.label}: {n}" for r in rows for n in r.notes] + unstable + _generation_notes(rows)
+
+
+def _generation_notes(rows: list[Row]) -> list[str]:
+    """Prefill/decode entries that were unstable or not measured, with why."""
+    notes = []
+    for r in rows:
+        for g in r.generation:
+            at = f" at batch {g['batch_size']}" if g.get("batch_size") else ""
+            if g.get("status") != "measured":
+                notes.append(f"{r.label}: prefill/decode speed{at} not measured: {escape(str(g.get('reason')))}")
+            elif g.get("stable") is False:
+                notes.append(f"{r.label}: prefill/decode speed{at} unstable: {g.get('unstable_reason')}")
+    return notes

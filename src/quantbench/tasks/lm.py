@@ -37,6 +37,13 @@ class LMTask(PretrainedTask):
         """A prefill of ``latency_tokens`` tokens per sequence, ``batch_size`` sequences."""
         return {"input_ids": repeat_to(self.eval_segments[:, : self.latency_tokens], batch_size)}
 
+    def generation_prompt(self, batch_size: int, tokens: int) -> torch.Tensor:
+        """``batch_size`` prompts of ``tokens`` tokens for prefill/decode speed: consecutive stretches
+        of the evaluation text (repeated when it is shorter), never random ids."""
+        flat = self.eval_segments.reshape(-1)
+        needed = batch_size * tokens
+        return flat.repeat(-(-needed // len(flat)))[:needed].view(batch_size, tokens)
+
     def reference(self, model: nn.Module) -> torch.Tensor:
         with torch.inference_mode():
             return torch.stack([model(input_ids=s[None]).logits[0, :-1].argmax(-1) for s in self.eval_segments])
