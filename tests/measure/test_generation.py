@@ -14,6 +14,7 @@ from quantbench.measure.generation import (GenerationBudget, cache_argument, gen
 from quantbench.pipeline import RunTiming, _fill_generation
 from quantbench.quiet import quiet_torch_quantization
 from quantbench.report.files import csv_lines
+from quantbench.report.speed import decode_claim
 from quantbench.report.table import render
 from quantbench.results import Results, Row
 
@@ -152,3 +153,25 @@ def test_an_lm_comparison_shows_prefill_and_decode_columns(tiny_llama_dir, cache
     assert lines[1]["median_ms"] == results.rows[1].latency_at(1).median_ms
     reloaded = Results.from_dict(results.to_dict())
     assert reloaded.rows[1].generation == results.rows[1].generation
+
+
+def test_the_decode_conclusion_is_stated_only_from_two_stable_entries():
+    def row(method, tok_s, step_ms, stable=True):
+        entry = {"status": "measured", "batch_size": 1, "decode_tokens": 128, "decode_tokens_per_s": tok_s,
+                 "decode_step_p10_ms": step_ms * 0.9, "decode_step_p90_ms": step_ms * 1.1, "stable": stable,
+                 "unstable_reason": None if stable else "other processes used 1.3 of the 2 cores; more"}
+        return Row(method=method, config={}, task="lm", runtime="torch-cpu", generation=[entry])
+
+    fp32 = row("fp32", 20.0, 50.0)
+    assert decode_claim(row("rtn", 40.0, 25.0), fp32, 1) == \
+        "rtn: decode 2.00x faster than fp32 at batch 1 (tg128: 40.0 vs 20.0 tok/s)"
+    assert "1.25x slower" in decode_claim(row("rtn", 16.0, 62.5), fp32, 1)
+    assert "no clear difference" in decode_claim(row("rtn", 21.0, 48.0), fp32, 1)
+    unstable = decode_claim(row("rtn", 40.0, 25.0, stable=False), fp32, 1)
+    assert "not stated: unstable" in unstable and "other processes used 1.3 of the 2 cores)" in unstable
+    onnx = Row(method="rtn", config={}, task="lm", runtime="torch-cpu",
+               generation=[{"status": "not measured", "batch_size": None, "reason": "no eager module"}])
+    assert decode_claim(onnx, fp32, 1) == "rtn: decode speed vs fp32 at batch 1 not stated: not measured " \
+                                          "(rtn: no eager module)"
+    assert decode_claim(Row(method="rtn", config={}, task="t", runtime="torch-cpu"),
+                        Row(method="fp32", config={}, task="t", runtime="torch-cpu"), 1) is None
