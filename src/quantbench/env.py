@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "neon", "asimd")
+_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16", "neon", "asimd", "bf16")
 _PACKAGES = ("torch", "numpy", "scikit-learn", "onnxruntime", "torchao", "transformers", "quantbench")
 
 

@@ -4,6 +4,7 @@ The registry: importing a method's package here is the one line that adds it eve
 ``quantbench methods``, the test matrix)."""
 # one line per method package, in the order `quantbench methods` lists them
 from . import fp32  # noqa: F401,I001
+from . import bf16  # noqa: F401
 from . import ptq_dynamic  # noqa: F401
 from . import ptq_static  # noqa: F401
 from . import qat  # noqa: F401

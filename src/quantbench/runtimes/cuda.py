@@ -2,7 +2,9 @@
 and the low-bit CUDA kernels of torch and torchao. What each format means here:
 
 - dense: the baseline, the fp32 model cast to the runtime dtype (bf16 by default: the CUDA baseline
-  is half precision), dense cuBLAS GEMMs. Artifact: the cast state dict (``.pth``).
+  is half precision), dense cuBLAS GEMMs. Artifact: the cast state dict (``.pth``). A bf16 dense row
+  (method ``bf16``) runs in bf16 whatever the runtime dtype: with the default, the same computation
+  as the fp32 row, and the row says so.
 - int8 with dynamic activations and float8, made by torchao's own quantizers (the methods' cuda
   handlers, ``kernels/torchao_recipes.py``): the state dict holding torchao's quantized tensors
   (``.pth``, torch.save). int8 models of torch.ao (fbgemm/qnnpack) are unsupported: CPU engines only.
@@ -29,7 +31,7 @@ import copy
 import functools
 import gc
 import importlib.metadata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -39,7 +41,7 @@ from ..errors import UserError
 from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
 from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY, weight_only_kind
 from ..formats.lowbit_file import fill_lowbit, read_lowbit, save_lowbit_model
-from ..kernels.cuda_capability import DTYPE_KINDS, INSTALL_HINT, Target, sm, synchronize
+from ..kernels.cuda_capability import DTYPE_KINDS, INSTALL_HINT, KERNELS, Target, sm, synchronize
 from ..quiet import quiet_torchao
 from ..kernels.weight_only import (TinygemmLinear, check_tinygemm, input_scale_kernel_note, tinygemm_plan,
                                    tinygemm_refusal, tinygemm_weight, weight_only_module, with_input_scale)
@@ -95,7 +97,8 @@ class TorchCUDA:
 
     def load(self, path: Path, task) -> Runner:
         target = self.target()
-        return CudaRunner(load_module(path, task, target), target)
+        module = load_module(path, task, target)
+        return CudaRunner(module, held_target(module, target))
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
         target = self.target()
@@ -135,6 +138,13 @@ def torchao_version() -> str | None:
 def supports(quantized, target: Target) -> str | None:
     """Why ``quantized``'s format cannot run on ``target``, or None: decided from the format alone."""
     fmt = quantized.format
+    if isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16":
+        need = KERNELS[DTYPE_KINDS["bfloat16"]]
+        if target.capability is None or tuple(target.capability) < need.min_capability:
+            return (f"bf16 dense on cuda: {need.what} needs {sm(need.min_capability)}+, this GPU is "
+                    f"{sm(target.capability) if target.capability else 'none'} (the fp32 row with the runtime's "
+                    f"dtype=float16 is this GPU's half-precision baseline)")
+        return None
     if isinstance(fmt, DenseFormat):
         return target.reason(target.dense_kind)
     if isinstance(fmt, LowBitFormat):
@@ -158,6 +168,14 @@ def realize(quantized, task, stem: Path, target: Target) -> Realized:
         notes += save_lowbit_model(quantized.module, fmt, path, details)
         kernel, more = _lowbit_kernel(fmt, target)
         notes += more
+    elif isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16":
+        dense = replace(target, dtype=torch.bfloat16)
+        path = save_state(quantized.module, stem, dense, "dense")  # bf16 already; placed on the GPU at load
+        kernel = "torch CUDA bf16 dense (cuBLAS)"
+        notes.append("bf16 weights, activations and outputs: the same computation as this runtime's fp32 row, "
+                     "which the CUDA runtime casts to bf16 (its dtype)" if target.dtype == torch.bfloat16 else
+                     f"bf16 weights, activations and outputs, while this runtime's other rows compute in "
+                     f"{target.dtype_name}")
     elif isinstance(fmt, DenseFormat):
         path = save_state(_to_target(copy.deepcopy(quantized.module), target), stem, target, "dense")
         kernel = f"torch CUDA {target.dense_kind} dense (cuBLAS)"
@@ -180,6 +198,8 @@ def _compute_dtype(fmt, target: Target) -> str:
         return "float8"
     if isinstance(fmt, Int8Format):
         return "int8"
+    if isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16":
+        return "bfloat16"
     return target.dtype_name
 
 
@@ -232,7 +252,8 @@ def load_module(path: Path, task, target: Target) -> nn.Module:
             saved = torch.load(path, map_location=target.device, weights_only=False)  # our own file
         if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
             raise ValueError(f"{path} is not a {STATE_FORMAT} artifact")
-        place_state(model, saved["state"], target.device, target.dtype)
+        dtype = getattr(torch, saved["dtype"]) if saved["kind"] == "dense" else target.dtype  # a bf16 row stays bf16
+        place_state(model, saved["state"], target.device, dtype)
         model = model.eval().requires_grad_(False)
     return torch.compile(model) if target.compile else model
 
@@ -250,6 +271,13 @@ def _gpu_layer(name: str, lw, bias: torch.Tensor | None, target: Target) -> nn.M
             raise RuntimeError(f"tinygemm layout check failed for {name}: the kernel's weights differ from "
                                f"quantbench's by {error:.3f} of max|W|")
     return with_input_scale(module, lw, target.device)
+
+
+def held_target(module: nn.Module, target: Target) -> Target:
+    """``target`` computing in the dtype that ``module``'s plain floating parameters hold, when they all
+    share one (a bf16 row on a float16 runtime); else ``target``: what a runner casts its inputs to."""
+    dtypes = {p.dtype for p in module.parameters() if type(p) is nn.Parameter and p.is_floating_point()}
+    return replace(target, dtype=dtypes.pop()) if len(dtypes) == 1 else target
 
 
 def _to_target(model: nn.Module, target: Target) -> nn.Module:

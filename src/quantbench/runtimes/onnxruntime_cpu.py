@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..formats import Float8Format, Int8Format, LowBitFormat
+from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
 from ..formats.layout import get_weight_out_in
 from ..kernels import matmul_nbits
 from ..kernels.matmul_nbits import block_groups, split_float_zeros, unpack_lowbit
@@ -80,6 +80,12 @@ class OnnxRuntimeCPU:
         fmt = quantized.format
         if isinstance(fmt, Float8Format):
             return "float8: ONNX Runtime's CPU provider has no float8 matmul kernel"
+        if isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16":
+            return ("dense bfloat16: ONNX Runtime's CPU provider has no bfloat16 MatMul, Gemm or Relu kernel (checked "
+                    "on onnxruntime 1.32: a session refuses such a graph, NOT_IMPLEMENTED); its only bf16 math is an "
+                    "Arm64 fast-math option for fp32 graphs")
+        if isinstance(fmt, DenseFormat) and fmt.dtype != "float32":
+            return f"dense {fmt.dtype}: quantbench exports dense models to ONNX in float32 only"
         if isinstance(fmt, Int8Format) and fmt.source not in ("onnxruntime", "torch.ao"):
             return f"int8 made by {fmt.source} has no ONNX form"
         if isinstance(fmt, Int8Format) and fmt.source == "torch.ao" and fmt.activations == "dynamic":

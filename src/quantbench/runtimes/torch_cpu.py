@@ -4,8 +4,9 @@
   whose int8 ops run on torch's quantized engines ('x86' = fbgemm/oneDNN on x86-64,
   'qnnpack' on ARM; on our AVX2 machines fbgemm's int8 linear is 3-6x faster than fp32 while
   torchao's int8 CPU path is slower, see docs/kernels.md);
-- safetensors (``.safetensors``) for low-bit weight-only models (packed codes) and for fp32
-  models of tasks that cannot be traced (transformers). At load the quantized layers become
+- safetensors (``.safetensors``) for low-bit weight-only models (packed codes) and for fp32 and
+  bf16 models of tasks that cannot be traced (transformers; bf16 tensors stay bf16, run eagerly).
+  At load the quantized layers become
   torch's CPU weight-only kernels fed with the same integers (int4 tinygemm
   ``aten._weight_int4pack_mm_for_cpu`` for 2/3/4-bit codes, ``aten._weight_int8pack_mm`` for
   8-bit per-row grids; bf16 activations), see ``kernels/weight_only.py``; layers neither takes keep their
@@ -14,8 +15,11 @@
 - a pickled module (``.pth``, torch.save) for torch int8 models of tasks that cannot be
   traced: the quantized modules and their packed int8 weights, loaded with torch.load.
 After loading, traceable low-bit models are frozen TorchScript in memory too (kernel calls
-included), so they get the same treatment as the fp32 row.
+included), so they get the same treatment as the fp32 row. Dense bf16 models of traceable tasks are
+frozen with their input cast to bf16 and their output back to float32; which CPU path runs bf16
+(AMX-BF16, AVX512-BF16, or emulation) is read from the CPU's flags (``kernels/cpu_dense.py``).
 """
+import platform
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +27,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..formats import Float8Format, Int8Format, LowBitFormat
+from ..env import cpu_flags
+from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
 from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY
 from ..formats.lowbit_file import fill_lowbit, read_lowbit, save_lowbit_model
+from ..kernels.cpu_dense import bf16_cpu_path
 from ..kernels.int8_engine import (activate_int8_engine, choose_int8_engine, engine_kernel,
                                    int8_engine_unavailable_reason)
 from ..kernels.weight_only import CPU_KERNELS, cpu_dense_layers, cpu_kernel_summary, cpu_layer, missing_cpu_kernel
@@ -51,7 +57,8 @@ class TorchCPU:
             f"no int8 engine: {int8}"
         lowbit = "; ".join(f"{kind}: " + (missing_cpu_kernel(bits) or f"aten.{CPU_KERNELS[kind]}")
                            for bits, kind in ((4, INT4_WEIGHT_ONLY), (8, INT8_WEIGHT_ONLY)))
-        return f"torch {torch.__version__}, fp32 as frozen TorchScript; {engine}; {lowbit}"
+        return (f"torch {torch.__version__}, fp32 as frozen TorchScript; {engine}; {lowbit}; "
+                f"bf16: {host_bf16_path().kernel}")
 
     def int8_unavailable_reason(self) -> str | None:
         return int8_engine_unavailable_reason(self.engine)
@@ -68,6 +75,8 @@ class TorchCPU:
         fmt = quantized.format
         if isinstance(fmt, Float8Format):
             return "float8: torch has no CPU float8 matmul kernel; it runs on CUDA GPUs of sm89+ (--runtime cuda)"
+        if isinstance(fmt, DenseFormat) and fmt.dtype not in ("float32", "bfloat16"):
+            return f"dense {fmt.dtype}: torch-cpu runs dense float32 and bfloat16 models"
         if isinstance(fmt, Int8Format):
             if fmt.source != "torch.ao":
                 return f"int8 made by {fmt.source}: torch-cpu runs the int8 models of torch.ao's quantizers"
@@ -88,10 +97,21 @@ class TorchCPU:
         elif isinstance(fmt, Int8Format):
             kernel = self.kernel(f"int8 {fmt.activations} linear" + ("/conv" if fmt.activations == "static" else ""))
             dtype = "int8"
+        elif _is_bf16(fmt):
+            kernel, dtype = self._bf16_kernel(task, notes, details), "bfloat16"
         else:
             kernel = f"torch fp32 dense ({'frozen TorchScript' if task.traceable else 'eager'})"
             dtype = "float32"
         return Realized(path, kernel, notes, details, compute_dtype=dtype)
+
+    def _bf16_kernel(self, task, notes: list[str], details: dict) -> str:
+        """The kernel string of a dense bf16 row (the host's bf16 path), with its notes and details."""
+        host = host_bf16_path()
+        details["cpu_bf16"] = {"native": host.native, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+        if task.traceable:
+            notes.append("bf16 weights and activations: the frozen graph casts its input to bf16 and its output "
+                         "back to float32")
+        return f"{host.kernel}; {'frozen TorchScript' if task.traceable else 'eager'}"
 
     def peak_memory(self, path: Path, task, batch_size: int, threads: int) -> int | None:
         batch = task.latency_input(batch_size)
@@ -124,8 +144,9 @@ class TorchCPU:
             quantized.notes += save_lowbit_model(quantized.module, fmt, path, quantized.details)
             return path
         path = stem.with_suffix(".pt")
+        module = _Bfloat16Graph(quantized.module) if _is_bf16(quantized.format) else quantized.module
         with torch.no_grad(), quiet_torch_quantization():
-            torch.jit.save(_freeze(quantized.module, task.example_input), str(path))
+            torch.jit.save(_freeze(module, task.example_input), str(path))
         return path
 
     def load(self, path: Path, task) -> Runner:
@@ -136,6 +157,27 @@ class TorchCPU:
             return pickled_runner(path)
         with quiet_torch_quantization():
             return _Runner(torch.jit.load(str(path)))
+
+
+def host_bf16_path():
+    """What runs dense bf16 matmuls on this host's CPU (from its flags)."""
+    return bf16_cpu_path(cpu_flags(), platform.machine())
+
+
+def _is_bf16(fmt) -> bool:
+    return isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16"
+
+
+class _Bfloat16Graph(nn.Module):
+    """A bf16 model of a traceable task as one graph: float32 in and out, bf16 inside (the input cast
+    to bf16, the output back to float32, both inside the frozen graph and its timing)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.to(torch.bfloat16)).float()
 
 
 def lowbit_runner(path: Path, skeleton: nn.Module, example: torch.Tensor | None) -> "_Runner":

@@ -33,7 +33,8 @@ class Splits:
 
 
 CLASSIFICATION_METHODS = "fp32,ptq-dynamic,ptq-static,qat,rtn,gptq"
-PRETRAINED_METHODS = "fp32,ptq-dynamic,rtn:bits=8,group_size=-1,gptq:bits=8,group_size=-1,rtn,gptq,rtn:bits=3,gptq:bits=3"
+PRETRAINED_METHODS = ("fp32,bf16,ptq-dynamic,rtn:bits=8,group_size=-1,gptq:bits=8,group_size=-1,"
+                      "rtn,gptq,rtn:bits=3,gptq:bits=3")
 """8-bit rows use one grid per row: the layout int8 weight-only kernels take (torch CPU, cuBLAS)."""
 
 

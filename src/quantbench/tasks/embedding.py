@@ -71,7 +71,7 @@ class EmbeddingTask(PretrainedTask):
         order, batches = self._eval_batches
         chunks = []
         for batch in batches:
-            hidden = run(batch).last_hidden_state
+            hidden = run(batch).last_hidden_state.float()  # bf16 rows: pooled and compared in float32
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
             chunks.append(nn.functional.normalize(pooled, dim=-1))
