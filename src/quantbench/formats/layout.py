@@ -18,12 +18,24 @@ def in_layer_layout(layer: nn.Module, w: torch.Tensor) -> torch.Tensor:
 
 
 def set_weight_out_in(layer: nn.Module, w: torch.Tensor) -> None:
-    """Write w [out, in] into the layer's weight, keeping its dtype, device and layout."""
+    """Give the layer w [out, in] as its weight, keeping its dtype, device and layout: a new tensor, never
+    written into the old one (which may share its storage with the fp32 model, see ``methods.base``)."""
     target = get_weight_out_in(layer)
     if tuple(w.shape) != tuple(target.shape):
         raise ValueError(f"weight must be {tuple(target.shape)} [out, in], got {tuple(w.shape)}")
-    with torch.no_grad():
-        target.copy_(w)
+    value = in_layer_layout(layer, w.detach().to(target.dtype)).to(layer.weight.device)
+    layer.weight = nn.Parameter(value, requires_grad=layer.weight.requires_grad)
+
+
+def release_weight(layer: nn.Module) -> None:
+    """Drop the layer's weight (a "meta" tensor of its shape and dtype takes its place): for layers whose
+    weights live on as codes elsewhere (a low-bit format), see ``restore_weight``."""
+    layer.weight = nn.Parameter(torch.empty_like(layer.weight, device="meta"), requires_grad=False)
+
+
+def restore_weight(layer: nn.Module, w: torch.Tensor) -> None:
+    """A released layer's weight back, w [out, in] (e.g. dequantized from its codes)."""
+    layer.weight = nn.Parameter(in_layer_layout(layer, w.to(layer.weight.dtype)), requires_grad=False)
 
 
 def is_conv1d(module: nn.Module) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from ..config import MethodConfig
@@ -50,6 +51,10 @@ class Context:
     runtime: str = "torch-cpu"
     target: Any = None
     stem: Path | None = None
+    release_dense: bool = False
+    """Handlers may free the dense weights of layers their format holds otherwise (low-bit codes): the
+    pipeline sets it, whose rows are measured on the reloaded artifact (``apply_method`` callers keep
+    a model whose every layer has its dense weight)."""
     _cache: dict = field(default_factory=dict, repr=False)
 
     def for_row(self, runtime, stem: Path | None = None) -> "Context":
@@ -67,7 +72,7 @@ class Context:
         reused = self._cache.get("key") == key
         if not reused:
             self._cache.clear()
-            model = copy.deepcopy(fp32).eval()  # copying is not quantizing: outside the clock
+            model = _handler_copy(handler, fp32)  # copying is not quantizing: outside the clock
             start = time.perf_counter()
             quantized = handler(config, model, self)
             seconds = time.perf_counter() - start if quantized.seconds is None else quantized.seconds
@@ -76,6 +81,10 @@ class Context:
         notes = quantized.notes + (["same quantized weights as this method's row on the previous runtime "
                                     "(quantized once; prep time is that one run)"] if reused else [])
         return replace(quantized, notes=notes, details=dict(quantized.details)), seconds
+
+    def forget(self) -> None:
+        """Drop the kept quantization (its model and format), e.g. once its last row has written its artifact."""
+        self._cache.clear()
 
     def quantize_with(self, config: MethodConfig, model: nn.Module) -> Quantized:
         """``model`` (already a copy) quantized by ``config``'s handler for this runtime: how a method that
@@ -87,13 +96,17 @@ Handler = Callable[[MethodConfig, nn.Module, Context], Quantized]
 _HANDLERS: dict[tuple[type, str | None], Handler] = {}
 
 
-def quantizes(config_type: type, runtime: str | None = None):
-    """Decorator: the handler that applies configs of ``config_type`` (on ``runtime`` only, when given)."""
+def quantizes(config_type: type, runtime: str | None = None, shares_weights: bool = False):
+    """Decorator: the handler that applies configs of ``config_type`` (on ``runtime`` only, when given).
+    ``shares_weights``: the handler never writes into the model's tensors in place (it may replace them:
+    ``module.to(dtype)``, ``p.data = ...``, a new ``layer.weight``), so it gets a copy of the fp32 model's
+    modules and Parameter objects over the same storage, not a copy of every weight."""
 
     def add(handler: Handler) -> Handler:
         key = (config_type, runtime)
         if key in _HANDLERS:
             raise ValueError(f"{config_type.__name__} has two handlers for runtime {runtime}")
+        handler.shares_weights = shares_weights or getattr(handler, "shares_weights", False)
         _HANDLERS[key] = handler
         return handler
 
@@ -111,4 +124,18 @@ def find_handler(config: MethodConfig, runtime: str) -> Handler:
 
 def apply_method(config: MethodConfig, fp32: nn.Module, ctx: Context) -> Quantized:
     """Quantize a copy of the FP32 model (the original is never modified), uncached."""
-    return ctx.quantize_with(config, copy.deepcopy(fp32).eval())
+    return ctx.quantize_with(config, _handler_copy(find_handler(config, ctx.runtime), fp32))
+
+
+def _handler_copy(handler: Handler, fp32: nn.Module) -> nn.Module:
+    """What ``handler`` may change: ``fp32`` copied whole, or for a handler that ``shares_weights`` its
+    modules copied with new Parameter/buffer objects over fp32's storage (no weight bytes copied)."""
+    if not getattr(handler, "shares_weights", False):
+        return copy.deepcopy(fp32).eval()
+    memo = {id(t): _same_storage(t) for t in [*fp32.parameters(), *fp32.buffers()]}
+    return copy.deepcopy(fp32, memo).eval()
+
+
+def _same_storage(tensor: torch.Tensor) -> torch.Tensor:
+    view = tensor.detach()  # a new tensor object over the same storage
+    return nn.Parameter(view, requires_grad=tensor.requires_grad) if isinstance(tensor, nn.Parameter) else view

@@ -12,6 +12,6 @@ class FP32Config(MethodConfig):
     pass
 
 
-@quantizes(FP32Config)
+@quantizes(FP32Config, shares_weights=True)
 def keep_fp32(config, model, ctx) -> Quantized:
     return Quantized(model, DenseFormat())

@@ -36,6 +36,7 @@ from torch import nn
 from ..errors import UserError
 from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
 from ..formats.layout import get_weight_out_in
+from ..formats.lowbit_file import restore_released_weights
 from ..kernels import matmul_nbits
 from ..kernels.matmul_nbits import block_groups, split_float_zeros, unpack_lowbit
 from ..kernels.onnx_export import export_onnx, exported, input_types, load_graph, remove_onnx, save_onnx, to_feeds
@@ -152,6 +153,7 @@ def _int8_kind(fmt: Int8Format) -> str:
 def _lowbit(rt, quantized, task, path: Path, saved) -> Realized:
     fmt = quantized.format
     weights = {name: matmul_nbits.pack_lowbit(lw) for name, lw in fmt.layers.items()}
+    restored = restore_released_weights(quantized.module, fmt.layers)  # the export traces dense layers
     absent = _write_nbits_graph(quantized.module, weights, task, rt.accuracy_level, path)
     weights = matmul_nbits.read_nbits_weights(saved(), path.parent)  # what the file holds, checked below
     _check_same_integers({name: lw for name, lw in fmt.layers.items() if name not in absent}, weights)
@@ -160,6 +162,8 @@ def _lowbit(rt, quantized, task, path: Path, saved) -> Realized:
                                    "nbits_layers_not_in_graph": absent}
     bits = "/".join(map(str, fmt.bits))
     notes = quantized.notes + _nbits_notes(bits, weights, rt.accuracy_level) + _absent_notes(absent, task)
+    notes += [f"the ONNX export traces a dense model: {len(restored)} quantized layers were dequantized again "
+              "for it (one more dense copy of them in memory while exporting)"] if restored else []
     kernel = f"onnxruntime CPU MatMulNBits int{bits} accuracy_level {rt.accuracy_level} (MLAS)"
     return Realized(path, kernel, notes, details, compute_dtype="int8" if rt.accuracy_level == 4 else "float32")
 

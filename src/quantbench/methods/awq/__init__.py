@@ -38,7 +38,7 @@ def _awq_layer(config: AWQConfig, name: str, w, hessian, mean_abs) -> tuple:
 @quantizes(AWQConfig)
 def quantize_awq(config: AWQConfig, model: nn.Module, ctx) -> Quantized:
     quantized = quantize_weight_only(config, model, ctx, partial(_awq_layer, config), needs_hessian=True,
-                                     mean_abs=True)
+                                     mean_abs=True, needs_weights_after=True)
     layers = quantized.format.layers
     folded = fold_input_scales(model, layers) if config.fold else {}
     carried = [name for name, lw in layers.items() if lw.input_scale is not None]

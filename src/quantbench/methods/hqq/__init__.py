@@ -30,7 +30,7 @@ def _hqq_layer(config: HQQConfig, name: str, w, hessian) -> tuple:
     return hqq_quantize(w, config.bits, config.group_size, config.iters, config.lp_norm, config.beta, config.kappa)
 
 
-@quantizes(HQQConfig)
+@quantizes(HQQConfig, shares_weights=True)
 def quantize_hqq(config: HQQConfig, model, ctx) -> Quantized:
     quantized = quantize_weight_only(config, model, ctx, partial(_hqq_layer, config), needs_hessian=False)
     layers = quantized.details["layers"].values()

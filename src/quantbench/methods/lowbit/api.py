@@ -87,8 +87,8 @@ def _fp16_scales(lw: LowBitWeight) -> LowBitWeight:
     return replace(lw, scales=lw.scales.half().float())
 
 
-@quantizes(RTNConfig)
-@quantizes(GPTQConfig)
+@quantizes(RTNConfig, shares_weights=True)
+@quantizes(GPTQConfig, shares_weights=True)
 def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Quantized:
     is_gptq = isinstance(config, GPTQConfig)
     layer_fn = partial(_gptq_layer if is_gptq else _rtn_layer, config)
@@ -103,10 +103,12 @@ def quantize_lowbit(config: LowBitConfig, model: nn.Module, ctx: Context) -> Qua
 
 
 def quantize_weight_only(config: WeightOnlyConfig, model: nn.Module, ctx: Context, layer_fn, needs_hessian: bool,
-                         mean_abs: bool = False) -> Quantized:
+                         mean_abs: bool = False, needs_weights_after: bool = False) -> Quantized:
     """The low-bit format of ``model`` with each selected layer quantized by ``layer_fn`` (see
     ``driver.quantize_model``; calibration inputs from the task when it needs a Hessian): what every
-    weight-only method (rtn, gptq, awq, hqq) shares, so that they differ in the per-layer math only."""
+    weight-only method (rtn, gptq, awq, hqq) shares, so that they differ in the per-layer math only.
+    In a context that ``release_dense``, the quantized layers' dense weights are released as the driver
+    goes (the codes are in the format), unless the method ``needs_weights_after`` (AWQ folds into them)."""
     selection = find_quantizable_layers(model, skip=config.skip_patterns())
     if not selection.layers:
         raise Unsupported(f"{config.name}: no nn.Linear/Conv1D layer to quantize (skipped: "
@@ -115,7 +117,8 @@ def quantize_weight_only(config: WeightOnlyConfig, model: nn.Module, ctx: Contex
     with torch.no_grad():
         done = quantize_model(model, calib, layer_fn, needs_hessian=needs_hessian, layers=selection.layers,
                               true_sequential=getattr(config, "true_sequential", False), progress=ctx.progress,
-                              label=config.name, mean_abs=mean_abs)
+                              label=config.name, mean_abs=mean_abs,
+                              release=ctx.release_dense and not needs_weights_after)
     packed = {name: lw for name, (lw, _) in done.items()}
     notes = [f"{len(packed)} layer(s) quantized to {config.bits}-bit"
              + (f" on {sum(batch_rows(b) for b in calib)} calibration samples" if needs_hessian else "")]

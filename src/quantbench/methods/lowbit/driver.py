@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .adapters import find_adapter, split_sequential_groups
 from .gptq import accumulate_hessian
 from .grid import LowBitWeight
-from ...formats.layout import get_weight_out_in, set_weight_out_in
+from ...formats.layout import get_weight_out_in, release_weight, set_weight_out_in
 
 QuantizeLayer = Callable[..., "tuple[LowBitWeight, dict]"]
 """(layer name, weight [out, in] float32, Hessian [in, in] or None) -> (LowBitWeight, info dict); with
@@ -44,6 +44,7 @@ def quantize_model(
     progress: bool = True,
     label: str | None = None,
     mean_abs: bool = False,
+    release: bool = False,
 ) -> dict[str, tuple[LowBitWeight, dict]]:
     """Quantize ``layers`` of ``model`` in place (dequantized weights written back).
 
@@ -51,19 +52,25 @@ def quantize_model(
     ``quantize_layer(name, w_out_in_fp32, H_or_None)`` returns (LowBitWeight, info); with a
     Hessian the driver adds ``hessian_rows`` (calibration rows seen) to the info. ``mean_abs``: call
     ``quantize_layer(name, w, H, mean_abs)`` with each input channel's mean |x| as well.
-    Returns {name: (LowBitWeight, info)} in the order of ``layers``.
+    Returns {name: (LowBitWeight, info)} in the order of ``layers``. With ``release`` each layer's
+    dequantized weight is dropped (``release_weight``) as soon as no later calibration pass needs it:
+    its codes are in the result, and memory stays at one block's dense weights, not a model's.
     """
     label = label or ("gptq" if needs_hessian else "rtn")
     if not needs_hessian:
         bar = tqdm(total=len(layers), desc=label, disable=not progress)
-        results = {name: _quantize_layer(name, layer, None, 0, quantize_layer, bar) for name, layer in layers.items()}
+        results = {}
+        for name, layer in layers.items():  # released one at a time: no pass runs the model
+            results[name] = _quantize_layer(name, layer, None, 0, quantize_layer, bar)
+            _release({name: layer}, release)
         bar.close()
         return results
     if not calib_batches:
         raise ValueError("a Hessian-based method needs at least one calibration batch")
     with torch.no_grad(), calibration_mode(model):
         layer_fn = quantize_layer if mean_abs else _without_mean_abs(quantize_layer)
-        results = _quantize_with_hessians(model, calib_batches, layer_fn, layers, true_sequential, progress, label)
+        results = _quantize_with_hessians(model, calib_batches, layer_fn, layers, true_sequential, progress, label,
+                                          release)
     return {name: results[name] for name in layers}
 
 
@@ -71,7 +78,12 @@ def _without_mean_abs(quantize_layer):
     return lambda name, w, H, mean_abs: quantize_layer(name, w, H)
 
 
-def _quantize_with_hessians(model, batches, quantize_layer, layers, true_sequential, progress, label):
+def _release(layers: dict[str, nn.Module], release: bool) -> None:
+    for layer in layers.values() if release else ():
+        release_weight(layer)
+
+
+def _quantize_with_hessians(model, batches, quantize_layer, layers, true_sequential, progress, label, release):
     """Block by block where the model has known blocks, then whole-model passes for the rest."""
     adapter, outside, results = find_adapter(model), dict(layers), {}
     if adapter is not None:
@@ -80,15 +92,17 @@ def _quantize_with_hessians(model, batches, quantize_layer, layers, true_sequent
         if any(per_block):
             groups_table = adapter.sequential_groups if true_sequential else None
             results.update(_quantize_blocks(model, blocks, adapter.blocks_path, per_block, batches,
-                                            quantize_layer, groups_table, progress, label))
+                                            quantize_layer, groups_table, progress, label, release))
     if outside:
         groups = [[name] for name in outside] if true_sequential else [list(outside)]
         bar = tqdm(total=len(outside), desc=f"{label} layers", disable=not progress)
         results.update(_quantize_groups(partial(_run_model, model, batches), outside, groups, quantize_layer, bar))
+        _release(outside, release)  # only now: each whole-model pass ran the earlier layers
     return results
 
 
-def _quantize_blocks(model, blocks, path, per_block, batches, quantize_layer, groups_table, progress, label):
+def _quantize_blocks(model, blocks, path, per_block, batches, quantize_layer, groups_table, progress, label,
+                     release):
     """Quantize each block's layers in turn, feeding block i + 1 the outputs of quantized block i."""
     hidden, extras = _capture_block_inputs(model, blocks, batches, _has_mixed_layer_types(model))
     results = {}
@@ -102,6 +116,7 @@ def _quantize_blocks(model, blocks, path, per_block, batches, quantize_layer, gr
             results.update(_quantize_groups(run, layers, groups, quantize_layer, bar))
         for j, call in enumerate(calls):
             hidden[j] = _call_block(block, hidden[j], *call)  # in place: one block's activations held
+        _release(layers, release)
     return results
 
 
