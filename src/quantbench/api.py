@@ -11,6 +11,7 @@ from .checks import check_spec
 from .config import duplicate_method_notes, parse_methods
 from .env import capture_env
 from .measure.cell import CellTimer
+from .measure.phases import Phases
 from .pipeline import BASELINE, RunTiming, measure_method
 from .report.files import write_outputs
 from .results import Results
@@ -30,23 +31,21 @@ def compare(spec: CompareSpec) -> Results:
     threads = spec.resolved_threads()
     torch.set_num_threads(threads)
     env = capture_env(threads)  # before our own work raises the load average
-    task = build_task(spec.task, **spec.task_options())
-    configs = chosen or parse_methods(task.default_methods)
-    fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None, spec.progress)
-    reference = task.reference(fp32)
-    ctx = methods.Context(task=task, seed=spec.seed, progress=spec.progress)
+    phases = Phases()
+    with phases.phase("task (data, fp32 model)"):
+        task = build_task(spec.task, **spec.task_options())
+        configs = chosen or parse_methods(task.default_methods)
+        fp32, train_info = trained_fp32(task, spec.seed, Path(spec.cache_dir) if spec.cache_dir else None,
+                                        spec.progress)
+    with phases.phase("fp32 reference outputs"):
+        reference = task.reference(fp32)
+    ctx = methods.Context(task=task, seed=spec.seed, progress=spec.progress, release_dense=True)
     runs = [(config, rt) for config in configs for rt in runtimes]
     timing = RunTiming(CellTimer(threads))
     with _artifact_dir(spec.out) as artifacts:
-        bar = tqdm(baselines_first(runs), desc="methods", disable=not spec.progress, leave=False, unit="row")
-        measured = {}
-        for index, (config, rt) in bar:
-            bar.set_postfix_str(f"{config.label()} @ {rt.name}")
-            measured[index] = measure_method(config, fp32, ctx, rt, reference, spec, Path(artifacts), timing)
-            _export(measured[index], Path(artifacts), task, spec.export)
-        rows = [measured[i] for i in range(len(runs))]
-        timing.baselines.clear()
+        rows = _measure_rows(runs, fp32, ctx, reference, spec, Path(artifacts), timing, phases)
     env["bounds"] = [host.measured() for host in timing.timer.bounds.values()]
+    env["run"] = phases.summary()
     task_info = {"name": task.name, "description": task.description,
                  "notes": task.notes + duplicate_method_notes(spec.methods or "fp32"),
                  "fp32_training": vars(train_info), "spec": _spec_dict(spec)}
@@ -55,6 +54,25 @@ def compare(spec: CompareSpec) -> Results:
     if spec.out:
         write_outputs(results, Path(spec.out))
     return results
+
+
+def _measure_rows(runs: list, fp32, ctx, reference, spec: CompareSpec, artifacts: Path, timing: RunTiming,
+                  phases: Phases) -> list:
+    """Every (config, runtime) row, baselines first, each a phase of the run; a quantization is kept only
+    while the next row reuses it, so at most one quantized model is in memory."""
+    order = baselines_first(runs)
+    bar = tqdm(order, desc="methods", disable=not spec.progress, leave=False, unit="row")
+    measured = {}
+    for position, (index, (config, rt)) in enumerate(bar):
+        bar.set_postfix_str(f"{config.label()} @ {rt.name}")
+        reused = position + 1 < len(order) and order[position + 1][1][0] == config
+        with phases.phase(f"{config.label()} @ {rt.name}") as phase:
+            row = measure_method(config, fp32, ctx, rt, reference, spec, artifacts, timing, keep_quantized=reused)
+            _export(row, artifacts, task=ctx.task, folder=spec.export)
+        row.details["process_peak_rss_bytes"] = phase["peak_rss_bytes"]
+        measured[index] = row
+    timing.baselines.clear()
+    return [measured[i] for i in range(len(runs))]
 
 
 def baselines_first(runs: list) -> list:

@@ -38,14 +38,15 @@ BASELINE = "fp32"
 
 
 def measure_method(config: MethodConfig, fp32: nn.Module, ctx: Context, runtime, reference, spec: CompareSpec,
-                   artifacts: Path, timing: RunTiming | None = None) -> Row:
+                   artifacts: Path, timing: RunTiming | None = None, keep_quantized: bool = True) -> Row:
     """A complete row, or a row that records why it failed; never raises for the method's sake. With a
     ``timing`` whose baselines hold this runtime's fp32 row, latency is paired with it; an fp32 row
-    measured here becomes that baseline."""
+    measured here becomes that baseline. Without ``keep_quantized`` (no later row reuses this
+    quantization) the quantized model is dropped once its artifact is written, before the row loads it."""
     row = Row(method=config.label(), config=config.to_dict(), task=ctx.task.name, runtime=runtime.name)
     timing = timing or RunTiming(CellTimer(spec.resolved_threads()))
     try:
-        _fill_row(row, config, fp32, ctx, runtime, reference, spec, artifacts, timing)
+        _fill_row(row, config, fp32, ctx, runtime, reference, spec, artifacts, timing, keep_quantized)
     except Unsupported as e:
         row.status, row.error = "unsupported", str(e)
     except Exception as e:  # a failed method is data; the comparison goes on
@@ -67,12 +68,16 @@ def realize_row(config: MethodConfig, fp32: nn.Module, ctx: Context, runtime, st
 
 
 def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: CompareSpec, artifacts: Path,
-              timing: RunTiming) -> None:
-    realized = realize_row(config, fp32, ctx, runtime, artifact_stem(artifacts, row))
+              timing: RunTiming, keep_quantized: bool) -> None:
+    try:
+        realized = realize_row(config, fp32, ctx, runtime, artifact_stem(artifacts, row))
+    finally:
+        if not keep_quantized:
+            ctx.forget()
     row.kernel, row.notes, row.details = realized.kernel, realized.notes, realized.details
     row.details["compute_dtype"] = realized.compute_dtype
     row.quantize_seconds = realized.quantize_seconds
-    run = runtime.load(realized.path, ctx.task)
+    run = _load(runtime, realized.path, ctx.task, fp32 if row.method == BASELINE else None, row)
     _fill_quality(row, ctx.task.evaluate(run, reference))
     _fill_size(row, [realized.path, *realized.extra_files], fp32)
     _fill_latency(row, run, fp32, ctx.task, spec, timing)
@@ -85,6 +90,17 @@ def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: Co
         if row.peak_memory_bytes is None:
             row.notes.append("peak memory not measured: this system has no resident-memory high-water mark that can "
                              "be reset after the imports (Linux's /proc/self/clear_refs)")
+
+
+def _load(runtime, path: Path, task, into: nn.Module | None, row: Row):
+    """The row's artifact loaded by its runtime; the baseline's dense artifact streamed ``into`` the fp32
+    model where the runtime can (``load_into``), so that the run holds one dense copy, not two."""
+    shared = runtime.load_into(path, task, into) if into is not None and hasattr(runtime, "load_into") else None
+    if shared is None:
+        return runtime.load(path, task)
+    row.notes.append("the baseline runs the task's model with its every tensor replaced by the artifact's, read "
+                     "from the file one at a time: later rows quantize that same copy (one dense copy in memory)")
+    return shared
 
 
 def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timing: RunTiming) -> None:

@@ -17,8 +17,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .lowbit import LowBitWeight
-from ..tasks.skeleton import place_state, replace_module
-from .layout import get_weight_out_in, in_layer_layout
+from ..tasks.skeleton import place_state, replace_module, set_tensor
+from .layout import get_weight_out_in, in_layer_layout, restore_weight
 from .gptq_packing import count_v1_unrepresentable_zeros, from_gptq_tensors, to_gptq_tensors
 
 FORMAT = "quantbench-lowbit-v1"
@@ -139,6 +139,41 @@ def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
     return fill_lowbit(skeleton, *read_lowbit(path))
 
 
+def is_dense_file(path: Path) -> bool:
+    """Whether the artifact at ``path`` quantizes no layer (every tensor of the model as is)."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return meta.get("format") == FORMAT and not json.loads(meta.get("layers", "{}"))
+
+
+def stream_dense_into(model: nn.Module, path: Path) -> None:
+    """Replace every tensor of ``model`` by the dense artifact's, read one tensor at a time (no second
+    copy of the model exists at any moment); the file must hold exactly the model's tensors, of the
+    same shapes and dtypes. Tied tensors (stored once) stay tied."""
+    persistent = model.state_dict(keep_vars=True)
+    replaced = {}
+    with safe_open(str(path), framework="pt") as f:
+        unknown = [key for key in f.keys() if key not in persistent]
+        if unknown:
+            raise ValueError(f"the artifact holds {', '.join(unknown[:5])}, which the model does not have")
+        for key in f.keys():
+            old = persistent[key]
+            value = f.get_tensor(key)
+            if value.shape != old.shape or value.dtype != old.dtype:
+                raise ValueError(f"the artifact's {key} is {value.dtype} {tuple(value.shape)}, the model's is "
+                                 f"{old.dtype} {tuple(old.shape)}")
+            replaced[id(old)] = set_tensor(model, key, _like(old, value))
+    missing = [key for key, old in persistent.items() if id(old) not in replaced]
+    if missing:
+        raise ValueError(f"the artifact lacks tensors of the model: {', '.join(missing[:5])}")
+    for key, old in persistent.items():  # the other names of tied tensors
+        set_tensor(model, key, replaced[id(old)])
+
+
+def _like(old: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    return nn.Parameter(value, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else value
+
+
 MakeLayer = Callable[[str, LowBitWeight, "torch.Tensor | None"], "nn.Module | None"]
 
 
@@ -170,6 +205,16 @@ def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: d
     for name, module in swapped.items():
         replace_module(skeleton, name, module)
     return skeleton.eval().requires_grad_(False)
+
+
+def restore_released_weights(module: nn.Module, packed: dict[str, LowBitWeight]) -> list[str]:
+    """Give every layer of ``packed`` whose dense weight was released while quantizing (a "meta" tensor,
+    see ``driver.quantize_model``) its dequantized weight back, for a writer that needs dense layers (an
+    ONNX export): this costs the dense copy that releasing saved. Returns the layers restored."""
+    restored = [name for name in packed if module.get_submodule(name).weight.is_meta]
+    for name in restored:
+        restore_weight(module.get_submodule(name), _dequantize_by_rows(packed[name]))
+    return restored
 
 
 def _dequantize_by_rows(lw: LowBitWeight) -> torch.Tensor:

@@ -38,6 +38,8 @@ def render(results: Results, console: Console | None = None) -> None:
         console.print(f"[dim]kernel[/dim] {row.label}: {row.kernel or '-'}"
                       + (" [yellow](simulated)[/yellow]" if row.simulated else ""))
     console.print(f"[dim]fp32[/dim] {fp32_origin(results.task)}")
+    if run_memory_line(results):
+        console.print(f"[dim]run[/dim] {run_memory_line(results)}")
     for note in results.task.get("notes") or []:  # the task's and the comparison's (e.g. merged duplicate methods)
         console.print(f"[dim]note[/dim] {escape(note)}")
     for note in _notes(rows):
@@ -57,6 +59,20 @@ def fp32_origin(task: dict) -> str:
         return (f"baseline trained for {info.get('epochs')} epochs in {info.get('seconds', 0):.1f} s "
                 f"(early stopping on validation; best val accuracy {info.get('val_accuracy') or 0:.3f})")
     return f"baseline not trained in this run: {source}"
+
+
+def run_memory_line(results: Results) -> str | None:
+    """The whole run's wall time and peak RSS, against the fp32 weights' bytes and with its largest phase."""
+    run = results.env.get("run") or {}
+    phases = run.get("phases") or []
+    if not run.get("peak_rss_bytes") or not phases:
+        return None
+    seconds = sum(p["seconds"] or 0 for p in phases)
+    weights = next((4 * r.n_params for r in results.rows if r.n_params), None)
+    top = max(phases, key=lambda p: p["peak_rss_bytes"] or 0)
+    against = f" = {run['peak_rss_bytes'] / weights:.2f}x the fp32 weights ({human_bytes(weights)})" if weights else ""
+    return (f"{seconds:.0f} s; peak RSS {human_bytes(run['peak_rss_bytes'])}{against}, highest in '{top['name']}' "
+            f"(every phase's time and peak in results.json env.run)")
 
 
 def busy_machine_warning(env: dict) -> str | None:

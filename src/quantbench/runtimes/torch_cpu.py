@@ -30,7 +30,7 @@ from torch import nn
 from ..env import cpu_flags
 from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
 from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY
-from ..formats.lowbit_file import fill_lowbit, read_lowbit, save_lowbit_model
+from ..formats.lowbit_file import fill_lowbit, is_dense_file, read_lowbit, save_lowbit_model, stream_dense_into
 from ..kernels.cpu_dense import bf16_cpu_path
 from ..kernels.int8_engine import (activate_int8_engine, choose_int8_engine, engine_kernel,
                                    int8_engine_unavailable_reason)
@@ -157,6 +157,16 @@ class TorchCPU:
             return pickled_runner(path)
         with quiet_torch_quantization():
             return _Runner(torch.jit.load(str(path)))
+
+    def load_into(self, path: Path, task, model: nn.Module) -> Runner | None:
+        """A dense safetensors artifact (fp32 of a task that cannot be traced) run in ``model``, an eager
+        model of the same architecture whose every tensor is replaced by the file's, one at a time: the
+        baseline row and the model later rows quantize then share one dense copy. None for other artifacts."""
+        if path.suffix != ".safetensors" or task.traceable or not is_dense_file(path):
+            return None
+        self.activate()
+        stream_dense_into(model, path)
+        return _Runner(model.eval())
 
 
 def host_bf16_path():

@@ -55,13 +55,13 @@ def place_state(model: nn.Module, state: dict[str, torch.Tensor], device: torch.
         old = persistent[key]
         if tuple(value.shape) != tuple(old.shape):
             raise ValueError(f"the artifact's {key} is {tuple(value.shape)}, the model's is {tuple(old.shape)}")
-        placed[id(old)] = _set_tensor(model, key, _placed(value, device, dtype, isinstance(old, nn.Parameter)))
+        placed[id(old)] = set_tensor(model, key, _placed(value, device, dtype, isinstance(old, nn.Parameter)))
     missing = []
     for key, old in persistent.items():
         if key in state or key.rpartition(".")[0] in skip:
             continue
         if id(old) in placed:
-            _set_tensor(model, key, placed[id(old)])
+            set_tensor(model, key, placed[id(old)])
         else:
             missing.append(key)
     if missing:
@@ -71,7 +71,7 @@ def place_state(model: nn.Module, state: dict[str, torch.Tensor], device: torch.
             if buffer.is_meta:
                 raise ValueError(f"the model's buffer {key} is on 'meta' and no artifact holds it (it is not in "
                                  f"a state dict): build the skeleton with build_skeleton, which keeps buffers real")
-            _set_tensor(model, key, _placed(buffer, device, dtype, False))
+            set_tensor(model, key, _placed(buffer, device, dtype, False))
 
 
 def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -89,7 +89,7 @@ def _placed(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | Non
     return nn.Parameter(tensor, requires_grad=False) if parameter else tensor
 
 
-def _set_tensor(model: nn.Module, key: str, value: torch.Tensor) -> torch.Tensor:
+def set_tensor(model: nn.Module, key: str, value: torch.Tensor) -> torch.Tensor:
     owner, _, attr = key.rpartition(".")
     module = model.get_submodule(owner)
     (module._parameters if attr in module._parameters else module._buffers)[attr] = value
