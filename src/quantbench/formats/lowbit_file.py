@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from safetensors import safe_open
@@ -93,20 +93,31 @@ def _size_breakdown(path: Path, packed: dict[str, LowBitWeight]) -> SizeBreakdow
 def read_lowbit(path: Path, packed_only: bool = False) -> tuple[dict[str, LowBitWeight], dict[str, torch.Tensor]]:
     """The artifact's quantized layers as LowBitWeights, and every other tensor of the model (none
     with ``packed_only``: then only the quantized layers' tensors are read from the file)."""
+    layers, tensors = read_lowbit_lazily(path, packed_only)
+    return dict(layers), tensors
+
+
+def read_lowbit_lazily(path: Path, packed_only: bool = False) -> tuple[Iterator[tuple[str, LowBitWeight]],
+                                                                        dict[str, torch.Tensor]]:
+    """As ``read_lowbit``, but the quantized layers come from an iterator that reads and unpacks one layer
+    each time it is advanced: a loader that turns each into its kernel's module holds one layer's codes
+    (1 byte a weight) at a time, not the model's."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path} is not a {FORMAT} artifact")
-        config = json.loads(meta["quantization_config"])
         layers = json.loads(meta["layers"])
-        stored = set(f.keys())
-        keys = [f"{name}.{k}" for name in layers for k in _PACKED if f"{name}.{k}" in stored] if packed_only else stored
-        tensors = {k: f.get_tensor(k) for k in keys}
-    packed = {}
-    for name, (out_features, in_features) in layers.items():
-        parts = {k: tensors.pop(f"{name}.{k}") for k in _PACKED if f"{name}.{k}" in tensors}
-        packed[name] = _read_layer(parts, config, in_features, out_features)
-    return packed, tensors
+        stored = list(f.keys())
+        packed_keys = {f"{name}.{k}" for name in layers for k in _PACKED}
+        tensors = {} if packed_only else {k: f.get_tensor(k) for k in stored if k not in packed_keys}
+    return _layers(path, json.loads(meta["quantization_config"]), layers, set(stored)), tensors
+
+
+def _layers(path: Path, config: dict, layers: dict, stored: set[str]) -> Iterator[tuple[str, LowBitWeight]]:
+    with safe_open(str(path), framework="pt") as f:
+        for name, (out_features, in_features) in layers.items():
+            parts = {k: f.get_tensor(f"{name}.{k}") for k in _PACKED if f"{name}.{k}" in stored}
+            yield name, _read_layer(parts, config, in_features, out_features)
 
 
 def _read_layer(parts: dict[str, torch.Tensor], config: dict, in_features: int, out_features: int) -> LowBitWeight:
@@ -177,7 +188,8 @@ def _like(old: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
 MakeLayer = Callable[[str, LowBitWeight, "torch.Tensor | None"], "nn.Module | None"]
 
 
-def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: dict[str, torch.Tensor],
+def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight] | Iterable[tuple[str, LowBitWeight]],
+                tensors: dict[str, torch.Tensor],
                 make_layer: MakeLayer | None = None, device: torch.device | str = "cpu",
                 dtype: torch.dtype | None = None) -> nn.Module:
     """``skeleton`` holding an artifact read by ``read_lowbit``, on ``device`` (plain floating tensors
@@ -189,7 +201,7 @@ def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight], tensors: d
     quantized layer's fp32 weight is materialized unless it is dequantized. A quantized layer and
     the artifact must agree on having a bias; every other tensor goes through ``place_state``."""
     tensors, swapped = dict(tensors), {}
-    for name, lw in packed.items():
+    for name, lw in packed.items() if isinstance(packed, dict) else packed:
         layer = _quantized_layer(skeleton, name, lw)
         bias = tensors.pop(f"{name}.bias", None)
         if (bias is None) != (getattr(layer, "bias", None) is None):
@@ -243,9 +255,12 @@ def _quantized_layer(skeleton: nn.Module, name: str, lw: LowBitWeight) -> nn.Mod
 def artifact_holds(path: Path, packed: dict[str, LowBitWeight]) -> bool:
     """Whether the artifact at ``path`` holds exactly ``packed``'s layers: codes, zero points, scales and
     g_idx as read back from the file (then ``lowbit_fingerprint(packed)`` is the file's too)."""
-    stored = read_lowbit(path, packed_only=True)[0]
-    return stored.keys() == packed.keys() and all(
-        torch.equal(a, b) for name in packed for a, b in zip(_grid_tensors(stored[name]), _grid_tensors(packed[name])))
+    seen = []
+    for name, lw in read_lowbit_lazily(path, packed_only=True)[0]:  # one layer's codes at a time
+        if name not in packed or not all(map(torch.equal, _grid_tensors(lw), _grid_tensors(packed[name]))):
+            return False
+        seen.append(name)
+    return sorted(seen) == sorted(packed)
 
 
 def lowbit_fingerprint(packed: dict[str, LowBitWeight]) -> str:

@@ -40,7 +40,7 @@ from torch import nn
 from ..errors import UserError
 from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
 from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY, weight_only_kind
-from ..formats.lowbit_file import fill_lowbit, read_lowbit, save_lowbit_model
+from ..formats.lowbit_file import fill_lowbit, read_lowbit_lazily, save_lowbit_model
 from ..kernels.cuda_capability import DTYPE_KINDS, INSTALL_HINT, KERNELS, Target, sm, synchronize
 from ..quiet import quiet_torchao
 from ..kernels.weight_only import (TinygemmLinear, check_tinygemm, input_scale_kernel_note, tinygemm_plan,
@@ -245,7 +245,7 @@ def load_module(path: Path, task, target: Target) -> nn.Module:
     artifact's tensors on ``target.device``."""
     model = build_skeleton(task.build_model)
     if Path(path).suffix == ".safetensors":
-        model = fill_lowbit(model, *read_lowbit(path), make_layer=functools.partial(_gpu_layer, target=target),
+        model = fill_lowbit(model, *read_lowbit_lazily(path), make_layer=functools.partial(_gpu_layer, target=target),
                             device=target.device, dtype=target.dtype)
     else:
         with quiet_torchao():

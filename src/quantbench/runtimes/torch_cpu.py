@@ -30,7 +30,7 @@ from torch import nn
 from ..env import cpu_flags
 from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
 from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY
-from ..formats.lowbit_file import fill_lowbit, is_dense_file, read_lowbit, save_lowbit_model, stream_dense_into
+from ..formats.lowbit_file import fill_lowbit, is_dense_file, read_lowbit_lazily, save_lowbit_model, stream_dense_into
 from ..kernels.cpu_dense import bf16_cpu_path
 from ..kernels.int8_engine import (activate_int8_engine, choose_int8_engine, engine_kernel,
                                    int8_engine_unavailable_reason)
@@ -193,7 +193,7 @@ class _Bfloat16Graph(nn.Module):
 def lowbit_runner(path: Path, skeleton: nn.Module, example: torch.Tensor | None) -> "_Runner":
     """The low-bit artifact in ``skeleton`` (built on any device, "meta" too) with torch's CPU
     weight-only kernels; frozen TorchScript when an ``example`` input is given."""
-    module = fill_lowbit(skeleton, *read_lowbit(path), make_layer=cpu_layer)
+    module = fill_lowbit(skeleton, *read_lowbit_lazily(path), make_layer=cpu_layer)
     run = _Runner(module if example is None else _freeze(module, example))
     run.weight_bytes = weight_bytes(module)  # as the kernels hold them; frozen TorchScript hides its constants
     return run
