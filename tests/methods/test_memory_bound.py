@@ -104,3 +104,16 @@ def tiny_llama():
     config = transformers.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=32)
     return transformers.LlamaForCausalLM(config).eval()
+
+
+def test_a_quantization_reused_by_onnxruntime_gets_its_released_layers_back(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from quantbench.api import compare
+    from quantbench.spec import CompareSpec
+
+    results = compare(CompareSpec(hidden=(64, 64), methods="fp32,rtn", runtime="torch-cpu,onnxruntime",
+                                  batch_sizes=(1,), memory=False, progress=False, cache_dir=str(tmp_path)))
+    ort = next(r for r in results.rows if r.method == "rtn" and r.runtime == "onnxruntime")
+    assert ort.status == "ok", ort.error
+    assert any("dequantized again" in note for note in ort.notes)
+    assert results.env["run"]["peak_rss_bytes"] >= max(r.details["process_peak_rss_bytes"] for r in results.rows)
