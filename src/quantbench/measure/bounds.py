@@ -87,15 +87,15 @@ def _best_seconds(fn, device: str, repeats: int) -> float:
     fn()
     best = math.inf
     for _ in range(repeats):
-        _sync(device)
+        sync_device(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync_device(device)
         best = min(best, time.perf_counter() - start)
     return best
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
 

@@ -36,9 +36,13 @@ class CellTimer:
         lat.noise, lat.stable, lat.unstable_reason = noise.to_dict(), reason is None, reason
         return lat
 
+    def host(self, device: str = "cpu") -> HostBounds:
+        """``device``'s measured bandwidth and GEMM peaks (each measured once, when first asked)."""
+        return self.bounds.setdefault(device, HostBounds(device))
+
     def set_bound(self, lat: Latency, weight_bytes: int, macs: int, dtype: str, device: str = "cpu") -> None:
         """``lat``'s bound on ``device``: reading ``weight_bytes`` once, or ``macs`` multiply-adds in ``dtype``."""
-        host = self.bounds.setdefault(device, HostBounds(device))
+        host = self.host(device)
         bound = bound_ms(weight_bytes, macs, host.bandwidth_gbs(weight_bytes), host.peak_gops(dtype))
         lat.bound_ms, lat.bound_by = bound.ms, bound.by
         lat.fraction_of_bound = bound.ms / lat.median_ms if lat.median_ms > 0 else None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .bounds import HostBounds, _sync, bound_ms
+from .bounds import bound_ms, sync_device
 from .latency import Latency, summarize
 from .noise import instability
 
@@ -134,7 +134,7 @@ def _forward(module: nn.Module, input_ids: torch.Tensor, options: dict) -> torch
 def _pick(logits: torch.Tensor, device: str) -> torch.Tensor:
     """The greedy next token of each sequence, (batch, 1), finished on ``device``."""
     token = logits.argmax(-1, keepdim=True)
-    _sync(device)
+    sync_device(device)
     return token
 
 
@@ -236,7 +236,7 @@ def decode_bound(cell: GenerationCell, weight_bytes_read: int, timer, device: st
     """A decode step's bound: the weights read once plus the KV cache at the mid-point, at the host's
     read bandwidth for that many bytes; and the share of the measured median step it is."""
     read = weight_bytes_read + cell.cache_bytes_mid
-    bandwidth = timer.bounds.setdefault(device, HostBounds(device)).bandwidth_gbs(read)
+    bandwidth = timer.host(device).bandwidth_gbs(read)
     bound = bound_ms(read, 0, bandwidth, math.inf).ms
     median = cell.step.median_ms
     return {"weight_bytes_read": weight_bytes_read, "decode_bytes_read": read, "bandwidth_gbs": bandwidth,

@@ -39,6 +39,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
+from ..formats.dense import is_dense_bf16
 from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY, weight_only_kind
 from ..formats.lowbit_file import fill_lowbit, read_lowbit_lazily, save_lowbit_model
 from ..kernels.cuda_capability import DTYPE_KINDS, INSTALL_HINT, KERNELS, Target, sm, synchronize
@@ -138,7 +139,7 @@ def torchao_version() -> str | None:
 def supports(quantized, target: Target) -> str | None:
     """Why ``quantized``'s format cannot run on ``target``, or None: decided from the format alone."""
     fmt = quantized.format
-    if isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16":
+    if is_dense_bf16(fmt):
         need = KERNELS[DTYPE_KINDS["bfloat16"]]
         if target.capability is None or tuple(target.capability) < need.min_capability:
             return (f"bf16 dense on cuda: {need.what} needs {sm(need.min_capability)}+, this GPU is "
@@ -168,7 +169,7 @@ def realize(quantized, task, stem: Path, target: Target) -> Realized:
         notes += save_lowbit_model(quantized.module, fmt, path, details)
         kernel, more = _lowbit_kernel(fmt, target)
         notes += more
-    elif isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16":
+    elif is_dense_bf16(fmt):
         dense = replace(target, dtype=torch.bfloat16)
         path = save_state(quantized.module, stem, dense, "dense")  # bf16 already; placed on the GPU at load
         kernel = "torch CUDA bf16 dense (cuBLAS)"
@@ -198,7 +199,7 @@ def _compute_dtype(fmt, target: Target) -> str:
         return "float8"
     if isinstance(fmt, Int8Format):
         return "int8"
-    if isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16":
+    if is_dense_bf16(fmt):
         return "bfloat16"
     return target.dtype_name
 

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
+from ..formats.dense import is_dense_bf16
 from ..formats.layout import get_weight_out_in
 from ..formats.lowbit_file import restore_released_weights
 from ..kernels import matmul_nbits
@@ -81,7 +82,7 @@ class OnnxRuntimeCPU:
         fmt = quantized.format
         if isinstance(fmt, Float8Format):
             return "float8: ONNX Runtime's CPU provider has no float8 matmul kernel"
-        if isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16":
+        if is_dense_bf16(fmt):
             return ("dense bfloat16: ONNX Runtime's CPU provider has no bfloat16 MatMul, Gemm or Relu kernel (checked "
                     "on onnxruntime 1.32: a session refuses such a graph, NOT_IMPLEMENTED); its only bf16 math is an "
                     "Arm64 fast-math option for fp32 graphs")

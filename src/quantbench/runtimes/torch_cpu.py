@@ -29,6 +29,7 @@ from torch import nn
 
 from ..env import cpu_flags
 from ..formats import DenseFormat, Float8Format, Int8Format, LowBitFormat
+from ..formats.dense import is_dense_bf16
 from ..formats.lowbit import INT4_WEIGHT_ONLY, INT8_WEIGHT_ONLY
 from ..formats.lowbit_file import fill_lowbit, is_dense_file, read_lowbit_lazily, save_lowbit_model, stream_dense_into
 from ..kernels.cpu_dense import bf16_cpu_path
@@ -97,7 +98,7 @@ class TorchCPU:
         elif isinstance(fmt, Int8Format):
             kernel = self.kernel(f"int8 {fmt.activations} linear" + ("/conv" if fmt.activations == "static" else ""))
             dtype = "int8"
-        elif _is_bf16(fmt):
+        elif is_dense_bf16(fmt):
             kernel, dtype = self._bf16_kernel(task, notes, details), "bfloat16"
         else:
             kernel = f"torch fp32 dense ({'frozen TorchScript' if task.traceable else 'eager'})"
@@ -144,7 +145,7 @@ class TorchCPU:
             quantized.notes += save_lowbit_model(quantized.module, fmt, path, quantized.details)
             return path
         path = stem.with_suffix(".pt")
-        module = _Bfloat16Graph(quantized.module) if _is_bf16(quantized.format) else quantized.module
+        module = _Bfloat16Graph(quantized.module) if is_dense_bf16(quantized.format) else quantized.module
         with torch.no_grad(), quiet_torch_quantization():
             torch.jit.save(_freeze(module, task.example_input), str(path))
         return path
@@ -172,10 +173,6 @@ class TorchCPU:
 def host_bf16_path():
     """What runs dense bf16 matmuls on this host's CPU (from its flags)."""
     return bf16_cpu_path(cpu_flags(), platform.machine())
-
-
-def _is_bf16(fmt) -> bool:
-    return isinstance(fmt, DenseFormat) and fmt.dtype == "bfloat16"
 
 
 class _Bfloat16Graph(nn.Module):
