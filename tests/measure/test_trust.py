@@ -32,11 +32,11 @@ class FakeSampler:
     ({"run_queue_wait": 0.4}, "waited 0.40 s per second for a free core"),
 ])
 def test_the_detector_marks_a_cell_unstable_from_a_sampler_showing_contention(noise, reason):
-    timer = CellTimer(threads=2, sampler=lambda: FakeSampler(**noise), min_seconds=0.0, max_seconds=0.05)
+    timer = CellTimer(threads=2, sampler=lambda: FakeSampler(**noise), speed=None, min_seconds=0.0, max_seconds=0.05)
     lat = timer.time(lambda x: x + 1, torch.zeros(4), 4)
     assert lat.stable is False and reason in lat.unstable_reason
-    quiet = CellTimer(threads=2, sampler=FakeSampler, min_seconds=0.0, max_seconds=0.05).time(lambda x: x + 1,
-                                                                                               torch.zeros(4), 4)
+    quiet = CellTimer(threads=2, sampler=FakeSampler, speed=None, min_seconds=0.0,
+                      max_seconds=0.05).time(lambda x: x + 1, torch.zeros(4), 4)
     assert quiet.noise["other_cores"] == 0.0 and (quiet.stable or "spread" in quiet.unstable_reason)
 
 

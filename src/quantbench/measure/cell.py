@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .bounds import HostBounds, bound_ms
+from .hostspeed import HostSpeed
 from .latency import Latency, measure_latency, measure_paired
 from .noise import Limits, ProcSampler, instability
 from .runner import Runner
@@ -12,13 +13,15 @@ from .runner import Runner
 @dataclass
 class CellTimer:
     """What the cells of one run share: threads, the host's measured bounds, the noise sampler and
-    limits, and the shortest time a cell is timed (long enough for the CPU counters, which tick
-    every 10 ms, to say what else ran)."""
+    limits, the host's speed (a reference loop read between rounds, measure/hostspeed.py), and the
+    shortest time a cell is timed (long enough for the CPU counters, which tick every 10 ms, to say
+    what else ran)."""
 
     threads: int
     bounds: dict[str, HostBounds] = field(default_factory=dict)  # device -> what was measured there
     sampler: Callable[[], object] = ProcSampler
     limits: Limits = field(default_factory=Limits)
+    speed: HostSpeed | None = field(default_factory=HostSpeed)  # None: every round counts
     min_seconds: float = 0.25
     max_seconds: float = 2.0
 
@@ -27,13 +30,14 @@ class CellTimer:
         sampler = self.sampler()
         sampler.start()
         if baseline is None:
-            lat = measure_latency(run, batch, batch_size, min_seconds=self.min_seconds, max_seconds=self.max_seconds)
+            lat = measure_latency(run, batch, batch_size, min_seconds=self.min_seconds, max_seconds=self.max_seconds,
+                                  host=self.speed)
         else:
             lat = measure_paired(run, batch, *baseline, batch_size, min_seconds=self.min_seconds,
-                                 max_seconds=self.max_seconds)
+                                 max_seconds=self.max_seconds, host=self.speed)
         noise = sampler.stop()
-        reason = instability(noise, lat.spread, self.threads, self.limits)
-        lat.noise, lat.stable, lat.unstable_reason = noise.to_dict(), reason is None, reason
+        reason = instability(noise, lat.spread, self.threads, self.limits, host=lat.noise)
+        lat.noise, lat.stable, lat.unstable_reason = noise.to_dict() | (lat.noise or {}), reason is None, reason
         return lat
 
     def host(self, device: str = "cpu") -> HostBounds:

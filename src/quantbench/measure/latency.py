@@ -1,11 +1,17 @@
 """Latency as a distribution: warm-up, fixed threads, repeat until the median is stable; and paired
 with a baseline: the two interleaved in alternating rounds, so that a burst of load hits both and the
-ratio of their times is measured round by round, with a confidence interval."""
+ratio of their times is measured round by round, with a confidence interval.
+
+Both time in rounds of a few milliseconds. Given a ``HostSpeed``, a reference loop is read between
+rounds, and the cell's numbers come from the rounds the host ran at its full speed (measure/hostspeed.py
+says why); the rest are counted (``noise.host_slow_fraction``), and if too few ran at full speed by
+the deadline and ``max_seconds`` more, all rounds are used and the cell says so."""
 import math
 import statistics
 import time
 from dataclasses import dataclass
 
+from .hostspeed import HostSpeed
 from .runner import Runner
 
 
@@ -37,64 +43,79 @@ class Latency:
         return self.p90_ms / self.p10_ms if self.p10_ms > 0 else math.inf
 
 
+@dataclass
+class Round:
+    """A few calls of each side, and the host's reference-loop readings before and after them."""
+
+    times: dict[str, list[float]]
+    before: float | None = None  # HostSpeed readings (seconds of its loop)
+    after: float | None = None
+
+
+@dataclass
+class Stop:
+    """When a cell's rounds end: ``enough`` says when the full-speed rounds settle the answer (after
+    ``min_seconds``); at ``deadline`` it ends with at least ``min_full`` full-speed rounds, and at
+    ``deadline + patience`` with what it has."""
+
+    enough: object  # Callable[[list[Round]], bool]
+    start: float
+    min_seconds: float
+    deadline: float
+    patience: float
+    min_full: int
+
+    def now(self, full: list[Round]) -> bool:
+        now = time.perf_counter()
+        if len(full) >= self.min_full and (now > self.deadline or (now - self.start >= self.min_seconds
+                                                                    and self.enough(full))):
+            return True
+        return now > self.deadline + self.patience
+
+
 def measure_latency(run: Runner, batch, batch_size: int, warmup: int = 5, min_repeats: int = 30,
                     max_seconds: float = 2.0, rel_tol: float = 0.02, min_samples: int = 5,
-                    min_seconds: float = 0.0) -> Latency:
+                    min_seconds: float = 0.0, host: HostSpeed | None = None,
+                    round_seconds: float = 0.005) -> Latency:
     """Time ``run(batch)`` after ``warmup`` calls; stop once at least ``min_seconds`` are spent and
-    the median of all samples moves less than ``rel_tol`` when ``min_repeats`` more are added, or
+    the median of the samples moves less than ``rel_tol`` when ``min_repeats`` more are added, or
     once ``max_seconds`` are spent (with at least ``min_samples``), so slow models are timed in
     bounded time."""
     start = time.perf_counter()
-    deadline = start + max_seconds
-    _warm_up(run, batch, warmup, deadline - 0.75 * max_seconds)
-    samples: list[float] = []
-    previous = None
-    while True:
-        for _ in range(min_repeats):
-            samples.append(_time_once(run, batch))
-            if len(samples) >= min_samples and time.perf_counter() > deadline:
-                return summarize(samples, batch_size)
-        median = statistics.median(samples)
-        settled = previous is not None and abs(median - previous) <= rel_tol * previous
-        if settled and time.perf_counter() - start >= min_seconds:
-            return summarize(samples, batch_size)
-        previous = median
+    one = _warm_up(run, batch, warmup, start + 0.25 * max_seconds)
+    stop = Stop(_settling(min_repeats, rel_tol), start, min_seconds, start + max_seconds, max_seconds,
+                max(math.ceil(min_samples / _calls_per_round(one, round_seconds)), 5))
+    rounds, full = _time_rounds({"row": (run, batch)}, (one, round_seconds), host, stop)
+    lat = summarize(_samples(full, "row"), batch_size)
+    lat.noise = _host_noise(rounds, full, host)
+    return lat
 
 
 def measure_paired(run: Runner, batch, base_run: Runner, base_batch, batch_size: int, warmup: int = 5,
                    max_seconds: float = 2.0, min_seconds: float = 0.0, rel_tol: float = 0.02, min_rounds: int = 5,
-                   round_seconds: float = 0.005) -> Latency:
+                   round_seconds: float = 0.005, host: HostSpeed | None = None) -> Latency:
     """Time ``run(batch)`` interleaved with ``base_run(base_batch)``: rounds of a few calls of each, the
     order alternating, until the 95% interval of the ratio (geometric mean of the rounds' median
     ratios) is within ``rel_tol`` and ``min_seconds`` are spent, or both sides' ``max_seconds`` are
     (with at least ``min_rounds``). The row's distribution comes from its own samples."""
     start = time.perf_counter()
-    deadline = start + 2 * max_seconds
-    for fn, x in ((base_run, base_batch), (run, batch)):
-        _warm_up(fn, x, warmup, start + 0.25 * max_seconds)
-    slowest = max(_time_once(run, batch), _time_once(base_run, base_batch))
-    calls = min(max(math.ceil(round_seconds / max(slowest, 1e-7)), 1), 50)
-    mine, theirs, log_ratios = [], [], []
-    while True:
-        blocks = {}
-        for side in (("base", "row") if len(log_ratios) % 2 == 0 else ("row", "base")):
-            fn, x = (run, batch) if side == "row" else (base_run, base_batch)
-            blocks[side] = [_time_once(fn, x) for _ in range(calls)]
-        mine += blocks["row"]
-        theirs += blocks["base"]
-        log_ratios.append(math.log(statistics.median(blocks["row"]) / statistics.median(blocks["base"])))
-        if len(log_ratios) < min_rounds:
-            continue
-        elapsed = time.perf_counter() - start
-        interval = ratio_interval(log_ratios)
-        narrow = interval[1] / interval[0] - 1 <= 2 * rel_tol
-        if (narrow and elapsed >= min_seconds) or time.perf_counter() > deadline:
-            break
-    lat = summarize(mine, batch_size)
+    slowest = max(_warm_up(fn, x, warmup, start + 0.25 * max_seconds) for fn, x in ((base_run, base_batch),
+                                                                                     (run, batch)))
+
+    def narrow(full: list[Round]) -> bool:
+        low, high = ratio_interval(_log_ratios(full))
+        return high / low - 1 <= 2 * rel_tol
+
+    stop = Stop(narrow, start, min_seconds, start + 2 * max_seconds, max_seconds, min_rounds)
+    sides = {"base": (base_run, base_batch), "row": (run, batch)}
+    rounds, full = _time_rounds(sides, (slowest, round_seconds), host, stop)
+    log_ratios = _log_ratios(full)
+    lat = summarize(_samples(full, "row"), batch_size)
     lat.ratio_to_baseline = math.exp(statistics.fmean(log_ratios))
     lat.ratio_ci = list(ratio_interval(log_ratios))
-    lat.baseline_median_ms = statistics.median(theirs) * 1e3
-    lat.rounds = len(log_ratios)
+    lat.baseline_median_ms = statistics.median(_samples(full, "base")) * 1e3
+    lat.rounds = len(full)
+    lat.noise = _host_noise(rounds, full, host)
     return lat
 
 
@@ -112,17 +133,87 @@ def ratio_interval(log_ratios: list[float], level: float = 0.95) -> tuple[float,
 
 def summarize(samples_s: list[float], batch_size: int) -> Latency:
     ms = sorted(s * 1e3 for s in samples_s)
-    deciles = statistics.quantiles(ms, n=10, method="inclusive")
+    deciles = statistics.quantiles(ms, n=10, method="inclusive") if len(ms) > 1 else [ms[0]] * 9
     median = statistics.median(ms)
     return Latency(batch_size, median, deciles[0], deciles[-1], len(ms), batch_size / (median / 1e3))
 
 
-def _warm_up(run: Runner, batch, calls: int, stop_after: float) -> None:
-    """``calls`` calls, fewer for a slow model (two at least): warm-up may take until ``stop_after``."""
-    for i in range(calls):
-        run(batch)
+def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None,
+                 stop: Stop) -> tuple[list[Round], list[Round]]:
+    """Rounds of each side (the order alternating) until ``stop``, each side's calls lasting about
+    ``pace`` = (seconds per call, seconds per round), a round at least 50 host readings long: all the
+    rounds, and those to measure from: the ones at the host's full speed as judged at the end if there
+    are ``stop.min_full``, else all (every round without a ``host``)."""
+    rounds, full = [], []
+    before = host.read() if host else None
+    seconds_per_call, round_seconds = pace
+    calls = _calls_per_round(seconds_per_call, max(round_seconds, 50 * (host.read_seconds if host else 0)))
+    while True:
+        names = list(sides) if len(rounds) % 2 == 0 else list(sides)[::-1]
+        times = {name: [_time_once(*sides[name]) for _ in range(calls)] for name in names}
+        after = host.read() if host else None
+        rounds.append(Round(times, before, after))
+        before = after
+        if host is None or host.at_full_speed(rounds[-1].before, after):
+            full.append(rounds[-1])
+        if stop.now(full):
+            break
+    full = _at_full_speed(rounds, host)
+    return rounds, (full if len(full) >= stop.min_full else rounds)
+
+
+def _at_full_speed(rounds: list[Round], host: HostSpeed | None) -> list[Round]:
+    return rounds if host is None else [r for r in rounds if host.at_full_speed(r.before, r.after)]
+
+
+def _host_noise(rounds: list[Round], used: list[Round], host: HostSpeed | None) -> dict | None:
+    """What the reference loop said: the share of rounds set aside as slowed, how much slower than its
+    fastest the host ran at the cell's median reading, and whether the numbers come from full-speed
+    rounds (False: too few ran at full speed, and all were used)."""
+    if host is None:
+        return None
+    full = _at_full_speed(rounds, host)
+    slowdown = statistics.median(max(host.slowdown(r.before), host.slowdown(r.after)) for r in rounds)
+    return {"host_slow_fraction": 1 - len(full) / len(rounds), "host_slowdown": slowdown,
+            "host_full_speed": len(used) == len(full)}
+
+
+def _settling(min_repeats: int, rel_tol: float):
+    """``enough(full)``: the samples' median moved less than ``rel_tol`` since ``min_repeats`` fewer."""
+    previous = {"count": 0, "median": None}
+
+    def enough(full: list[Round]) -> bool:
+        samples = _samples(full, "row")
+        if len(samples) < previous["count"] + min_repeats:
+            return False
+        median, last = statistics.median(samples), previous["median"]
+        previous.update(count=len(samples), median=median)
+        return last is not None and abs(median - last) <= rel_tol * last
+
+    return enough
+
+
+def _samples(rounds: list[Round], side: str) -> list[float]:
+    return [t for r in rounds for t in r.times[side]]
+
+
+def _log_ratios(rounds: list[Round]) -> list[float]:
+    return [math.log(statistics.median(r.times["row"]) / statistics.median(r.times["base"])) for r in rounds]
+
+
+def _calls_per_round(seconds_per_call: float, round_seconds: float) -> int:
+    return min(max(math.ceil(round_seconds / max(seconds_per_call, 1e-7)), 1), 1000)
+
+
+def _warm_up(run: Runner, batch, calls: int, stop_after: float) -> float:
+    """``calls`` calls, fewer for a slow model (two at least): warm-up may take until ``stop_after``.
+    Returns the last call's seconds."""
+    seconds = math.inf
+    for i in range(max(calls, 1)):
+        seconds = _time_once(run, batch)
         if i >= 1 and time.perf_counter() > stop_after:
             break
+    return seconds
 
 
 def _time_once(run: Runner, batch) -> float:

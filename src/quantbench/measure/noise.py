@@ -45,10 +45,16 @@ class Limits:
     spread: float = 2.5
 
 
-def instability(noise: Noise | None, spread: float, threads: int, limits: Limits = Limits()) -> str | None:
+def instability(noise: Noise | None, spread: float, threads: int, limits: Limits = Limits(),
+                host: dict | None = None) -> str | None:
     """Why a cell measured under ``noise`` with samples of p90/p10 ``spread`` (timed with ``threads``
-    threads) cannot be trusted, or None."""
+    threads) cannot be trusted, or None. ``host``: what the reference loop said (measure/latency.py's
+    ``host_*`` entries); a cell whose numbers could not come from full-speed rounds is unstable."""
     reasons = []
+    if host and host.get("host_full_speed") is False:
+        reasons.append(f"the host ran below its full speed for {100 * host['host_slow_fraction']:.0f}% of the cell "
+                       f"(a fixed reference loop took {host['host_slowdown']:.2f}x its fastest time in this run, with "
+                       "no other process seen: another tenant on this core, or a lower clock); rerun")
     if noise is not None:
         idle_cores = max(noise.cores - threads, 0)
         if noise.other_cores is not None and noise.other_cores > idle_cores + limits.other_cores:

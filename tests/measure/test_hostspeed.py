@@ -1,0 +1,87 @@
+"""Rounds timed while the host ran below its full speed (a reference loop read between rounds) are
+set aside; a cell with too few full-speed rounds is marked unstable (issue 12's idle repeatability)."""
+import time
+
+import pytest
+
+from quantbench.measure.cell import CellTimer
+from quantbench.measure.hostspeed import HostSpeed, reference_loop
+from quantbench.measure.latency import measure_latency, measure_paired
+from quantbench.report.speed import speed_claim
+from quantbench.results import Row
+
+
+class Host:
+    """A host that runs at full speed or at half speed, switching every ``every`` readings of the
+    reference loop (each reading calls it three times); ``slow_from``: slow for good after that many."""
+
+    def __init__(self, every: int = 0, slow_from: int | None = None):
+        self.calls, self.every, self.slow_from = 0, every, slow_from
+
+    @property
+    def slow(self) -> bool:
+        reads = self.calls // 3
+        if self.slow_from is not None:
+            return reads >= self.slow_from
+        return bool(self.every) and (reads // self.every) % 2 == 1
+
+    def loop(self) -> float:
+        self.calls += 1
+        return 2e-5 if self.slow else 1e-5
+
+    def call(self, seconds: float):
+        """A model call of ``seconds`` at full speed, twice that when the host is slow."""
+        def run(_):
+            end = time.perf_counter() + seconds * (2 if self.slow else 1)
+            while time.perf_counter() < end:
+                pass
+        return run
+
+
+def speed(host: Host) -> HostSpeed:
+    return HostSpeed(loop=host.loop, calibrate_seconds=0.0)
+
+
+def test_a_reading_is_the_loop_warmed_once_and_judged_against_the_fastest():
+    readings = iter([5.0, 3.0, 1.0, 9.0, 2.0, 2.5, 1.9])
+    host = HostSpeed(loop=lambda: next(readings), calibrate_seconds=0.0)
+    assert host.read() == 1.0 and host.fastest == 1.0  # calibrated on 5; warmed by 3; the faster of 1 and 9
+    assert host.read() == 1.9 and host.at_full_speed(1.2) and not host.at_full_speed(1.2, 1.4)
+    assert host.slowdown(2.0) == pytest.approx(2.0) and 0 < reference_loop(100) < 0.1
+
+
+def test_rounds_at_half_speed_are_set_aside_and_counted():
+    host = Host(every=4)
+    lat = measure_latency(host.call(2e-4), None, 1, warmup=2, max_seconds=0.4, min_seconds=0.3,
+                          host=speed(host), round_seconds=0.002)
+    assert lat.median_ms == pytest.approx(0.2, rel=0.15) and lat.p90_ms < 0.3
+    assert 0.3 < lat.noise["host_slow_fraction"] < 0.8 and lat.noise["host_full_speed"]
+
+
+def test_a_paired_ratio_comes_from_full_speed_rounds_too():
+    host = Host(every=3)
+    lat = measure_paired(host.call(4e-4), None, host.call(2e-4), None, 1, warmup=2, max_seconds=0.3,
+                         min_seconds=0.3, host=speed(host), round_seconds=0.002)
+    assert lat.ratio_to_baseline == pytest.approx(2.0, rel=0.15)
+    assert lat.baseline_median_ms == pytest.approx(0.2, rel=0.15) and lat.noise["host_slow_fraction"] > 0.2
+
+
+def test_a_cell_the_host_ran_slow_throughout_is_unstable_and_states_no_ratio():
+    host = Host(slow_from=2)  # full speed while calibrating and for the first reading, then half
+    timer = CellTimer(threads=1, sampler=_Quiet, speed=speed(host), min_seconds=0.0, max_seconds=0.05)
+    lat = timer.time(host.call(2e-4), None, 1, baseline=(host.call(1e-4), None))
+    assert lat.stable is False and "host ran below its full speed for 100% of the cell" in lat.unstable_reason
+    assert "2.00x its fastest" in lat.unstable_reason and lat.noise["host_full_speed"] is False
+    assert lat.median_ms == pytest.approx(0.4, rel=0.2)  # all rounds used, and said so
+    row = Row(method="rtn", config={}, task="t", runtime="torch-cpu", latency=[lat])
+    base = Row(method="fp32", config={}, task="t", runtime="torch-cpu", latency=[lat])
+    assert "not stated: unstable" in speed_claim(row, base, 1) and "host ran below" in speed_claim(row, base, 1)
+
+
+class _Quiet:
+    def start(self):
+        pass
+
+    def stop(self):
+        from quantbench.measure.noise import Noise
+        return Noise(1.0, 2, 0.0, 0.0, 0.0, None, None)
