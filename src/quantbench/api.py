@@ -12,9 +12,9 @@ from .config import duplicate_method_notes, parse_methods
 from .env import capture_env
 from .measure.cell import CellTimer
 from .measure.phases import Phases
-from .pipeline import BASELINE, RunTiming, measure_method
+from .pipeline import RunTiming, measure_method
 from .report.files import write_outputs
-from .results import Results
+from .results import BASELINE, Results
 from .errors import UserError
 from .kernels.int8_engine import choose_int8_engine
 from .runtimes import RUNTIMES

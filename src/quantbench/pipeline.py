@@ -34,8 +34,6 @@ class RunTiming:
         return self.macs[batch_size]
 
 
-BASELINE = "fp32"
-
 
 def measure_method(config: MethodConfig, fp32: nn.Module, ctx: Context, runtime, reference, spec: CompareSpec,
                    artifacts: Path, timing: RunTiming | None = None, keep_quantized: bool = True) -> Row:
@@ -77,12 +75,12 @@ def _fill_row(row: Row, config, fp32, ctx: Context, runtime, reference, spec: Co
     row.kernel, row.notes, row.details = realized.kernel, realized.notes, realized.details
     row.details["compute_dtype"] = realized.compute_dtype
     row.quantize_seconds = realized.quantize_seconds
-    run = _load(runtime, realized.path, ctx.task, fp32 if row.method == BASELINE else None, row)
+    run = _load(runtime, realized.path, ctx.task, fp32 if row.is_baseline else None, row)
     _fill_quality(row, ctx.task.evaluate(run, reference))
     _fill_size(row, [realized.path, *realized.extra_files], fp32)
     _fill_latency(row, run, fp32, ctx.task, spec, timing)
     _fill_generation(row, run, ctx.task, spec, timing)
-    if row.method == BASELINE:
+    if row.is_baseline:
         timing.baselines[runtime.name] = run
     if spec.memory:
         row.peak_memory_bytes = runtime.peak_memory(realized.path, ctx.task, max(spec.batch_sizes),
@@ -105,7 +103,7 @@ def _load(runtime, path: Path, task, into: nn.Module | None, row: Row):
 
 def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timing: RunTiming) -> None:
     """One cell per batch size, paired with the runtime's fp32 row when there is one, each with its bound."""
-    baseline = None if row.method == BASELINE else timing.baselines.get(row.runtime)
+    baseline = None if row.is_baseline else timing.baselines.get(row.runtime)
     row.details["weight_bytes_read"] = bytes_read = bytes_read_per_call(run, row.size_bytes)
     row.latency = []
     for b in spec.batch_sizes:

@@ -8,6 +8,7 @@ from .measure.latency import Latency
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "unsupported")
+BASELINE = "fp32"  # the method every other row on its runtime is compared with
 
 
 @dataclass
@@ -37,6 +38,10 @@ class Row:
     quantize_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method == BASELINE
 
     @property
     def label(self) -> str:

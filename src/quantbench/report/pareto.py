@@ -20,7 +20,7 @@ def ok_rows(rows: list[Row]) -> list[Row]:
 
 def fp32_baseline(rows: list[Row], runtime: str) -> Row | None:
     """The fp32 row measured on ``runtime``: what every other row there is compared with."""
-    return next((r for r in ok_rows(rows) if r.method == "fp32" and r.runtime == runtime), None)
+    return next((r for r in ok_rows(rows) if r.is_baseline and r.runtime == runtime), None)
 
 
 def size_front(rows: list[Row]) -> list[str]:
@@ -53,7 +53,7 @@ def _across_runtimes(rows: list[Row], batch_size: int) -> list[str]:
     much faster than another: compare the fastest row with the fastest fp32 too (stable cells only;
     these ratios are not paired)."""
     timed = [r for r in ok_rows(rows) if stable_at(r, batch_size)]
-    fp32 = sorted((r for r in timed if r.method == "fp32"), key=lambda r: r.latency_at(batch_size).median_ms)
+    fp32 = sorted((r for r in timed if r.is_baseline), key=lambda r: r.latency_at(batch_size).median_ms)
     if len(fp32) < 2:
         return []
     fastest_fp32, slowest_fp32 = fp32[0], fp32[-1]

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import UserError
+from ..results import BASELINE
 from ..spec import spec_field
 from .files import CSV_COLUMNS, csv_lines, markdown_table, write_csv_lines
 from .format import UNSTABLE_MARK, human_bytes, human_ms, pct, quality_header, quality_value
@@ -65,7 +66,7 @@ def headers(group: Group) -> list[str]:
 
 def base_line(group: Group, line: MethodLine) -> MethodLine | None:
     """The fp32 line to compare ``line`` with: on the same runtime where there is one."""
-    fp32 = [other for other in group.lines if other.entries[0].method == "fp32" and other.rows]
+    fp32 = [other for other in group.lines if other.entries[0].method == BASELINE and other.rows]
     return next((b for b in fp32 if b.runtime == line.runtime), fp32[0] if fp32 else None)
 
 
