@@ -44,13 +44,22 @@ def cpu_hog(core: int, seconds: float):
 
 def repeatability(runs: int) -> None:
     cells = [run((512, 512)) for _ in range(runs)]
-    print(f"\n1. default comparison, {runs} idle runs: median per cell and its CV across runs")
-    print(f"{'row':<16}{'batch':>6}{'medians (ms)':>34}{'CV':>8}{'unstable':>10}")
+    print(f"\n1. default comparison, {runs} idle runs: median per cell and its CV across runs; the CV of the "
+          "paired ratio to fp32; the mean share of rounds set aside while the host ran below full speed")
+    print(f"{'row':<16}{'batch':>6}{'medians (ms)':>34}{'CV':>8}{'ratio CV':>10}{'set aside':>11}{'unstable':>10}")
     for key in cells[0]:
-        medians = [c[key].median_ms for c in cells if key in c]
-        cv = statistics.stdev(medians) / statistics.fmean(medians) if len(medians) > 1 else float("nan")
-        unstable = sum(c[key].stable is False for c in cells if key in c)
-        print(f"{key[0]:<16}{key[1]:>6}{' '.join(f'{m:.4g}' for m in medians):>34}{100 * cv:>7.1f}%{unstable:>10}")
+        seen = [c[key] for c in cells if key in c]
+        ratios = [lat.ratio_to_baseline for lat in seen if lat.ratio_to_baseline]
+        aside = statistics.fmean((lat.noise or {}).get("host_slow_fraction", float("nan")) for lat in seen)
+        unstable = sum(lat.stable is False for lat in seen)
+        print(f"{key[0]:<16}{key[1]:>6}{' '.join(f'{lat.median_ms:.4g}' for lat in seen):>34}"
+              f"{100 * cv([lat.median_ms for lat in seen]):>7.1f}%{100 * cv(ratios):>9.1f}%{100 * aside:>10.0f}%"
+              f"{unstable:>10}")
+
+
+def cv(values: list[float]) -> float:
+    """Coefficient of variation (nan for fewer than two values)."""
+    return statistics.stdev(values) / statistics.fmean(values) if len(values) > 1 else float("nan")
 
 
 def stated(lat) -> float | None:
