@@ -53,8 +53,9 @@ def instability(noise: Noise | None, spread: float, threads: int, limits: Limits
     reasons = []
     if host and host.get("host_full_speed") is False:
         reasons.append(f"the host ran below its full speed for {100 * host['host_slow_fraction']:.0f}% of the cell "
-                       f"(a fixed reference loop took {host['host_slowdown']:.2f}x its fastest time in this run, with "
-                       "no other process seen: another tenant on this core, or a lower clock); rerun")
+                       f"(a fixed reference loop took {host['host_slowdown']:.2f}x its fastest time in this run; unless "
+                       "another reason here names the load, that is another tenant on this core or a lower clock); "
+                       "rerun")
     if noise is not None:
         idle_cores = max(noise.cores - threads, 0)
         if noise.other_cores is not None and noise.other_cores > idle_cores + limits.other_cores:
