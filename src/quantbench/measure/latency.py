@@ -183,9 +183,9 @@ def _settling(min_repeats: int, rel_tol: float):
     previous = {"count": 0, "median": None}
 
     def enough(full: list[Round]) -> bool:
-        samples = _samples(full, "row")
-        if len(samples) < previous["count"] + min_repeats:
+        if sum(len(r.times["row"]) for r in full) < previous["count"] + min_repeats:
             return False
+        samples = _samples(full, "row")
         median, last = statistics.median(samples), previous["median"]
         previous.update(count=len(samples), median=median)
         return last is not None and abs(median - last) <= rel_tol * last
