@@ -157,7 +157,7 @@ def test_fill_lowbit_swaps_what_a_cpu_kernel_takes_and_says_why_not_for_the_rest
         model.get_submodule(name).weight.data = lw.dequantize()
     with torch.device("meta"):
         skeleton = build()
-    loaded = fill_lowbit(skeleton, packed, tensors, make_layer=cpu_layer)
+    loaded = fill_lowbit(skeleton, packed.items(), tensors, make_layer=cpu_layer)
     x = torch.randn(5, 64)
     with torch.no_grad():
         dense, swapped = model(x), loaded(x)
@@ -167,7 +167,7 @@ def test_fill_lowbit_swaps_what_a_cpu_kernel_takes_and_says_why_not_for_the_rest
     with torch.device("meta"):
         skeleton = build()
     with pytest.raises(ValueError, match="disagree on whether layer 2 has a bias"):
-        fill_lowbit(skeleton, packed, {k: v for k, v in tensors.items() if k != "2.bias"}, make_layer=cpu_layer)
+        fill_lowbit(skeleton, packed.items(), {k: v for k, v in tensors.items() if k != "2.bias"}, make_layer=cpu_layer)
     assert cpu_dense_layers(packed) == {"2": tinygemm_refusal(packed["2"])}
     kernel, notes = _summary(packed)
     assert "1 of 3 quantized layers dense fp32" in kernel and "must divide both" in notes[-1]
@@ -184,13 +184,13 @@ def test_fill_lowbit_refuses_an_artifact_that_lacks_or_adds_a_tensor():
     with torch.device("meta"):
         skeleton = nn.Sequential(nn.Linear(32, 32), nn.LayerNorm(32), nn.Linear(32, 16))
     with pytest.raises(ValueError, match="lacks tensors of the model: 1.bias"):
-        fill_lowbit(skeleton, packed, {k: v for k, v in tensors.items() if k != "1.bias"}, make_layer=cpu_layer)
+        fill_lowbit(skeleton, packed.items(), {k: v for k, v in tensors.items() if k != "1.bias"}, make_layer=cpu_layer)
     with pytest.raises(ValueError, match="holds 3.weight, which the model does not have"):
-        fill_lowbit(skeleton, packed, tensors | {"3.weight": torch.zeros(1)}, make_layer=cpu_layer)
+        fill_lowbit(skeleton, packed.items(), tensors | {"3.weight": torch.zeros(1)}, make_layer=cpu_layer)
     with pytest.raises(ValueError, match="quantizes layer 5, which the model does not have"):
-        fill_lowbit(skeleton, {"5": packed["0"]}, tensors, make_layer=cpu_layer)
+        fill_lowbit(skeleton, {"5": packed["0"]}.items(), tensors, make_layer=cpu_layer)
     with pytest.raises(ValueError, match=r"layer 2 is \[out, in\] = \[32, 32\], the model's is \[16, 32\]"):
-        fill_lowbit(skeleton, {"2": packed["0"]}, tensors, make_layer=cpu_layer)
+        fill_lowbit(skeleton, {"2": packed["0"]}.items(), tensors, make_layer=cpu_layer)
 
 
 @pytest.mark.parametrize("spec, op", [("rtn", "_weight_int4pack_mm_for_cpu"),
@@ -249,7 +249,7 @@ def test_fill_lowbit_casts_the_rest_of_the_model_but_not_the_kernel_modules_it_s
 
     with torch.device("meta"):
         skeleton = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
-    loaded = fill_lowbit(skeleton, packed, tensors, make_layer=lambda name, lw, bias: Kernel(bias),
+    loaded = fill_lowbit(skeleton, packed.items(), tensors, make_layer=lambda name, lw, bias: Kernel(bias),
                          dtype=torch.bfloat16)
     assert loaded[0].scales.dtype == torch.float32 and given["bias"].dtype == torch.bfloat16
     assert loaded[2].weight.dtype == torch.bfloat16 and loaded[2].bias.dtype == torch.bfloat16

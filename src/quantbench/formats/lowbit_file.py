@@ -147,7 +147,7 @@ def _output_rows(parts: dict[str, torch.Tensor], bits: int, start: int, stop: in
 def load_lowbit(path: Path, skeleton: nn.Module) -> nn.Module:
     """``skeleton`` (the architecture: parameters on "meta" or real) holding the artifact with every
     quantized layer dequantized to fp32: the reference the runtimes' low-bit kernels are checked against."""
-    return fill_lowbit(skeleton, *read_lowbit(path))
+    return fill_lowbit(skeleton, *read_lowbit_lazily(path))
 
 
 def is_dense_file(path: Path) -> bool:
@@ -188,11 +188,11 @@ def _like(old: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
 MakeLayer = Callable[[str, LowBitWeight, "torch.Tensor | None"], "nn.Module | None"]
 
 
-def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight] | Iterable[tuple[str, LowBitWeight]],
-                tensors: dict[str, torch.Tensor],
+def fill_lowbit(skeleton: nn.Module, packed: Iterable[tuple[str, LowBitWeight]], tensors: dict[str, torch.Tensor],
                 make_layer: MakeLayer | None = None, device: torch.device | str = "cpu",
                 dtype: torch.dtype | None = None) -> nn.Module:
-    """``skeleton`` holding an artifact read by ``read_lowbit``, on ``device`` (plain floating tensors
+    """``skeleton`` holding an artifact read by ``read_lowbit_lazily`` (``packed``: its quantized layers as
+    (name, LowBitWeight) pairs, read one at a time), on ``device`` (plain floating tensors
     cast to ``dtype`` when given), in place: the one loader of the low-bit artifact.
 
     ``make_layer(name, lw, bias)`` gives the module that runs a quantized layer's integers (bias
@@ -201,7 +201,7 @@ def fill_lowbit(skeleton: nn.Module, packed: dict[str, LowBitWeight] | Iterable[
     quantized layer's fp32 weight is materialized unless it is dequantized. A quantized layer and
     the artifact must agree on having a bias; every other tensor goes through ``place_state``."""
     tensors, swapped = dict(tensors), {}
-    for name, lw in packed.items() if isinstance(packed, dict) else packed:
+    for name, lw in packed:
         layer = _quantized_layer(skeleton, name, lw)
         bias = tensors.pop(f"{name}.bias", None)
         if (bias is None) != (getattr(layer, "bias", None) is None):

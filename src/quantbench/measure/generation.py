@@ -98,7 +98,8 @@ def generate_greedy(module: nn.Module, prompt: torch.Tensor, decode_tokens: int,
     token per sequence with a ``DynamicCache``; greedy, no stop at EOS. Each step is timed."""
     from transformers import DynamicCache
 
-    options = {cache_argument(module): DynamicCache()} | _last_logits_only(module)
+    kv = DynamicCache()
+    options = {cache_argument(module): kv} | _last_logits_only(module)
     with torch.inference_mode():
         start = time.perf_counter()
         logits = _forward(module, prompt, options)
@@ -111,7 +112,6 @@ def generate_greedy(module: nn.Module, prompt: torch.Tensor, decode_tokens: int,
             token = _pick(_forward(module, token, options), device)
             steps.append(time.perf_counter() - begin)
             tokens.append(token)
-    kv = options[cache_argument(module)]
     per_position = cache_bytes(kv) / max(kv.get_seq_length(), 1)
     decoded = torch.cat(tokens, dim=1) if tokens else prompt[:, :0]
     return GreedyRun(prefilled - start, picked - prefilled, steps, decoded, per_position)
