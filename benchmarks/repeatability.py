@@ -45,8 +45,10 @@ def cpu_hog(core: int, seconds: float):
 def repeatability(runs: int) -> None:
     cells = [run((512, 512)) for _ in range(runs)]
     print(f"\n1. default comparison, {runs} idle runs: median per cell and its CV across runs; the CV of the "
-          "paired ratio to fp32; the mean share of rounds set aside while the host ran below full speed")
-    print(f"{'row':<16}{'batch':>6}{'medians (ms)':>34}{'CV':>8}{'ratio CV':>10}{'set aside':>11}{'unstable':>10}")
+          "paired ratio to fp32; the mean share of rounds set aside while the host ran below full speed; how many runs "
+          "marked the cell unstable, and the CV of the medians of those that did not")
+    print(f"{'row':<16}{'batch':>6}{'medians (ms)':>34}{'CV':>8}{'ratio CV':>10}{'set aside':>11}{'unstable':>10}"
+          f"{'stable CV':>11}")
     for key in cells[0]:
         seen = [c[key] for c in cells if key in c]
         ratios = [lat.ratio_to_baseline for lat in seen if lat.ratio_to_baseline]
@@ -54,7 +56,7 @@ def repeatability(runs: int) -> None:
         unstable = sum(lat.stable is False for lat in seen)
         print(f"{key[0]:<16}{key[1]:>6}{' '.join(f'{lat.median_ms:.4g}' for lat in seen):>34}"
               f"{100 * cv([lat.median_ms for lat in seen]):>7.1f}%{100 * cv(ratios):>9.1f}%{100 * aside:>10.0f}%"
-              f"{unstable:>10}")
+              f"{unstable:>10}{100 * cv([lat.median_ms for lat in seen if lat.stable]):>10.1f}%")
 
 
 def cv(values: list[float]) -> float:
@@ -93,11 +95,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--hog-seconds", type=float, default=300.0, help="upper bound on the hog's life")
+    parser.add_argument("--idle-only", action="store_true", help="only part 1: the idle runs' CVs")
     args = parser.parse_args()
     env = capture_env(len(os.sched_getaffinity(0)))
     print(f"host: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['threads']} threads, "
           f"torch {env['versions']['torch']}, load average at start {env.get('load_average')}")
     repeatability(args.runs)
+    if args.idle_only:
+        return
     wrong = sum(under_load(hidden, args.hog_seconds) for hidden in ((512, 512), (2048, 2048)))
     print(f"\nloaded-run ratios stated that differ from the quiet run's by more than 25%: {wrong}")
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from .config import MethodConfig
 from .measure.bounds import count_macs
-from .measure.cell import CellTimer
+from .measure.cell import Cell, CellTimer
 from .measure.size import artifact_bytes, bits_per_parameter, count_parameters, weight_bytes
 from .errors import Unsupported
 from .methods import Context
@@ -105,14 +105,15 @@ def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timin
     """One cell per batch size, paired with the runtime's fp32 row when there is one, each with its bound."""
     baseline = None if row.is_baseline else timing.baselines.get(row.runtime)
     row.details["weight_bytes_read"] = bytes_read = bytes_read_per_call(run, row.size_bytes)
-    row.latency = []
+    cells = []
     for b in spec.batch_sizes:
         batch = task.latency_input(b)
         paired = timed_call(baseline, batch) if baseline is not None else None
-        lat = timing.timer.time(*timed_call(run, batch), b, baseline=paired)
-        timing.timer.set_bound(lat, bytes_read, timing.macs_at(fp32, task, b), row.details["compute_dtype"],
-                               getattr(run, "device", "cpu"))
-        row.latency.append(lat)
+        cells.append(Cell(*timed_call(run, batch), b, baseline=paired))
+    row.latency = timing.timer.time_cells(cells)
+    for lat in row.latency:
+        timing.timer.set_bound(lat, bytes_read, timing.macs_at(fp32, task, lat.batch_size),
+                               row.details["compute_dtype"], getattr(run, "device", "cpu"))
 
 
 def _fill_generation(row: Row, run, task, spec: CompareSpec, timing: RunTiming) -> None:

@@ -1,42 +1,68 @@
 """One latency cell, as every row gets it: timed alone or paired with its baseline, watched by a
 noise sampler, judged stable or not, and set against its physical bound."""
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .bounds import HostBounds, bound_ms
 from .hostspeed import HostSpeed
-from .latency import Latency, measure_latency, measure_paired
-from .noise import Limits, ProcSampler, instability
+from .latency import Latency, Visit, summarize_visits, time_alone, time_paired
+from .noise import Limits, Noise, ProcSampler, instability, worst
 from .runner import Runner
+
+
+@dataclass
+class Cell:
+    """What one latency cell times: ``run`` on ``batch``, paired with ``baseline`` (runner, batch) if given."""
+
+    run: Runner
+    batch: object
+    batch_size: int
+    baseline: tuple[Runner, object] | None = None
 
 
 @dataclass
 class CellTimer:
     """What the cells of one run share: threads, the host's measured bounds, the noise sampler and
-    limits, the host's speed (a reference loop read between rounds, measure/hostspeed.py), and the
-    shortest time a cell is timed (long enough for the CPU counters, which tick every 10 ms, to say
-    what else ran)."""
+    limits, the host's speed (a reference loop read between rounds, measure/hostspeed.py), the
+    shortest time a cell is timed per visit (long enough for the CPU counters, which tick every 10 ms,
+    to say what else ran), and how many visits each cell gets."""
 
     threads: int
     bounds: dict[str, HostBounds] = field(default_factory=dict)  # device -> what was measured there
     sampler: Callable[[], object] = ProcSampler
     limits: Limits = field(default_factory=Limits)
     speed: HostSpeed | None = field(default_factory=HostSpeed)  # None: every round counts
-    min_seconds: float = 0.25
-    max_seconds: float = 2.0
+    min_seconds: float = 0.25  # per visit
+    max_seconds: float = 2.0  # over all visits
+    visits: int = 2
 
     def time(self, run: Runner, batch, batch_size: int, baseline: tuple[Runner, object] | None = None) -> Latency:
         """The cell of ``run`` on ``batch``; with a ``baseline`` (its runner and batch), paired with it."""
-        sampler = self.sampler()
-        sampler.start()
-        if baseline is None:
-            lat = measure_latency(run, batch, batch_size, min_seconds=self.min_seconds, max_seconds=self.max_seconds,
-                                  host=self.speed)
-        else:
-            lat = measure_paired(run, batch, *baseline, batch_size, min_seconds=self.min_seconds,
-                                 max_seconds=self.max_seconds, host=self.speed)
-        noise = sampler.stop()
-        reason = instability(noise, lat.spread, self.threads, self.limits, host=lat.noise)
+        return self.time_cells([Cell(run, batch, batch_size, baseline)])[0]
+
+    def time_cells(self, cells: list["Cell"]) -> list[Latency]:
+        """The ``cells`` (a row's batch sizes), each timed in ``visits`` visits taken in turn, so that a
+        cell's visits lie apart in time and a stretch of slow host hits one of them, not all."""
+        visits: list[list[Visit]] = [[] for _ in cells]
+        noises: list[list[Noise]] = [[] for _ in cells]
+        for _ in range(self.visits):
+            for cell, seen, noise in zip(cells, visits, noises):
+                sampler = self.sampler()
+                sampler.start()
+                seen.append(self._visit(cell))
+                noise.append(sampler.stop())
+        return [self._judged(summarize_visits(seen, cell.batch_size, self.speed), worst(noise))
+                for cell, seen, noise in zip(cells, visits, noises)]
+
+    def _visit(self, cell: "Cell") -> Visit:
+        timing = {"min_seconds": self.min_seconds, "max_seconds": self.max_seconds / self.visits, "host": self.speed}
+        if cell.baseline is None:
+            return time_alone(cell.run, cell.batch, min_samples=math.ceil(5 / self.visits), **timing)
+        return time_paired(cell.run, cell.batch, *cell.baseline, min_rounds=math.ceil(5 / self.visits), **timing)
+
+    def _judged(self, lat: Latency, noise: Noise) -> Latency:
+        reason = instability(noise, lat.spread, self.threads, self.limits, host=lat.noise, visits=lat.visits)
         lat.noise, lat.stable, lat.unstable_reason = noise.to_dict() | (lat.noise or {}), reason is None, reason
         return lat
 

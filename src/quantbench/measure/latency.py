@@ -5,7 +5,12 @@ ratio of their times is measured round by round, with a confidence interval.
 Both time in rounds of a few milliseconds. Given a ``HostSpeed``, a reference loop is read between
 rounds, and the cell's numbers come from the rounds the host ran at its full speed (measure/hostspeed.py
 says why); the rest are counted (``noise.host_slow_fraction``), and if too few ran at full speed by
-the deadline and ``max_seconds`` more, all rounds are used and the cell says so."""
+the deadline and ``max_seconds`` more, all rounds are used and the cell says so.
+
+A cell may be timed in several visits, apart in time (measure/cell.py visits every cell of a row in
+turn, twice): the numbers pool the visits' rounds, and each visit's median (and ratio) is kept, since
+a speed the host holds for seconds, which no reading between rounds shows, shows as visits that
+disagree."""
 import math
 import statistics
 import time
@@ -34,6 +39,7 @@ class Latency:
     ratio_ci: list[float] | None = None
     baseline_median_ms: float | None = None
     rounds: int | None = None
+    visits: list[dict] | None = None
     bound_ms: float | None = None
     bound_by: str | None = None
     fraction_of_bound: float | None = None
@@ -73,10 +79,35 @@ class Stop:
         return now > self.deadline + self.patience
 
 
-def measure_latency(run: Runner, batch, batch_size: int, warmup: int = 5, min_repeats: int = 30,
-                    max_seconds: float = 2.0, rel_tol: float = 0.02, min_samples: int = 5,
-                    min_seconds: float = 0.0, host: HostSpeed | None = None,
-                    round_seconds: float = 0.005) -> Latency:
+@dataclass
+class Visit:
+    """One stretch of a cell's timing: all its rounds, those that ran at the host's full speed (as
+    judged when the visit ended), and whether they were enough to measure from."""
+
+    rounds: list[Round]
+    full: list[Round]
+    enough: bool
+
+    @property
+    def used(self) -> list[Round]:
+        """The rounds the numbers come from: the full-speed ones if enough, else all."""
+        return self.full if self.enough else self.rounds
+
+
+def measure_latency(run: Runner, batch, batch_size: int, host: HostSpeed | None = None, **timing) -> Latency:
+    """The cell of ``run(batch)`` timed alone in one visit (``time_alone``'s ``timing``)."""
+    return summarize_visits([time_alone(run, batch, host=host, **timing)], batch_size, host)
+
+
+def measure_paired(run: Runner, batch, base_run: Runner, base_batch, batch_size: int, host: HostSpeed | None = None,
+                   **timing) -> Latency:
+    """The cell of ``run(batch)`` paired with ``base_run(base_batch)`` in one visit (``time_paired``'s ``timing``)."""
+    return summarize_visits([time_paired(run, batch, base_run, base_batch, host=host, **timing)], batch_size, host)
+
+
+def time_alone(run: Runner, batch, warmup: int = 5, min_repeats: int = 30, max_seconds: float = 2.0,
+               rel_tol: float = 0.02, min_samples: int = 5, min_seconds: float = 0.0, host: HostSpeed | None = None,
+               round_seconds: float = 0.005) -> Visit:
     """Time ``run(batch)`` after ``warmup`` calls; stop once at least ``min_seconds`` are spent and
     the median of the samples moves less than ``rel_tol`` when ``min_repeats`` more are added, or
     once ``max_seconds`` are spent (with at least ``min_samples``), so slow models are timed in
@@ -85,19 +116,16 @@ def measure_latency(run: Runner, batch, batch_size: int, warmup: int = 5, min_re
     one = _warm_up(run, batch, warmup, start + 0.25 * max_seconds)
     stop = Stop(_settling(min_repeats, rel_tol), start, min_seconds, start + max_seconds, max_seconds,
                 max(math.ceil(min_samples / _calls_per_round(one, round_seconds)), 5))
-    rounds, full = _time_rounds({"row": (run, batch)}, (one, round_seconds), host, stop)
-    lat = summarize(_samples(full, "row"), batch_size)
-    lat.noise = _host_noise(rounds, full, host)
-    return lat
+    return _time_rounds({"row": (run, batch)}, (one, round_seconds), host, stop)
 
 
-def measure_paired(run: Runner, batch, base_run: Runner, base_batch, batch_size: int, warmup: int = 5,
-                   max_seconds: float = 2.0, min_seconds: float = 0.0, rel_tol: float = 0.02, min_rounds: int = 5,
-                   round_seconds: float = 0.005, host: HostSpeed | None = None) -> Latency:
+def time_paired(run: Runner, batch, base_run: Runner, base_batch, warmup: int = 5, max_seconds: float = 2.0,
+                min_seconds: float = 0.0, rel_tol: float = 0.02, min_rounds: int = 5, round_seconds: float = 0.005,
+                host: HostSpeed | None = None) -> Visit:
     """Time ``run(batch)`` interleaved with ``base_run(base_batch)``: rounds of a few calls of each, the
     order alternating, until the 95% interval of the ratio (geometric mean of the rounds' median
     ratios) is within ``rel_tol`` and ``min_seconds`` are spent, or both sides' ``max_seconds`` are
-    (with at least ``min_rounds``). The row's distribution comes from its own samples."""
+    (with at least ``min_rounds``)."""
     start = time.perf_counter()
     slowest = max(_warm_up(fn, x, warmup, start + 0.25 * max_seconds) for fn, x in ((base_run, base_batch),
                                                                                      (run, batch)))
@@ -108,15 +136,32 @@ def measure_paired(run: Runner, batch, base_run: Runner, base_batch, batch_size:
 
     stop = Stop(narrow, start, min_seconds, start + 2 * max_seconds, max_seconds, min_rounds)
     sides = {"base": (base_run, base_batch), "row": (run, batch)}
-    rounds, full = _time_rounds(sides, (slowest, round_seconds), host, stop)
-    log_ratios = _log_ratios(full)
-    lat = summarize(_samples(full, "row"), batch_size)
-    lat.ratio_to_baseline = math.exp(statistics.fmean(log_ratios))
-    lat.ratio_ci = list(ratio_interval(log_ratios))
-    lat.baseline_median_ms = statistics.median(_samples(full, "base")) * 1e3
-    lat.rounds = len(full)
-    lat.noise = _host_noise(rounds, full, host)
+    return _time_rounds(sides, (slowest, round_seconds), host, stop)
+
+
+def summarize_visits(visits: list[Visit], batch_size: int, host: HostSpeed | None) -> Latency:
+    """A cell from its visits' used rounds pooled: the row's distribution from its own samples and,
+    when paired, the ratio to the baseline with its interval; ``visits`` keeps each visit's median
+    (and ratio), so that visits that disagree can be seen."""
+    used = [r for v in visits for r in v.used]
+    lat = summarize(_samples(used, "row"), batch_size)
+    paired = "base" in used[0].times
+    lat.visits = [_visit_summary(v.used, paired) for v in visits]
+    if paired:
+        log_ratios = _log_ratios(used)
+        lat.ratio_to_baseline = math.exp(statistics.fmean(log_ratios))
+        lat.ratio_ci = list(ratio_interval(log_ratios))
+        lat.baseline_median_ms = statistics.median(_samples(used, "base")) * 1e3
+        lat.rounds = len(used)
+    lat.noise = _host_noise(visits, host)
     return lat
+
+
+def _visit_summary(used: list[Round], paired: bool) -> dict:
+    entry = {"median_ms": statistics.median(_samples(used, "row")) * 1e3}
+    if paired:
+        entry["ratio_to_baseline"] = math.exp(statistics.fmean(_log_ratios(used)))
+    return entry
 
 
 def ratio_interval(log_ratios: list[float], level: float = 0.95) -> tuple[float, float]:
@@ -138,14 +183,14 @@ def summarize(samples_s: list[float], batch_size: int) -> Latency:
     return Latency(batch_size, median, deciles[0], deciles[-1], len(ms), batch_size / (median / 1e3))
 
 
-def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None,
-                 stop: Stop) -> tuple[list[Round], list[Round]]:
+def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None, stop: Stop) -> Visit:
     """Rounds of each side (the order alternating) until ``stop``, each side's calls lasting about
     ``pace`` = (seconds per call, seconds per round), a round at least 50 host readings long: all the
-    rounds, and those to measure from: the ones at the host's full speed as judged at the end if there
-    are ``stop.min_full``, else all (every round without a ``host``)."""
+    rounds, and those to measure from: the ones at the host's full speed (judged against the fastest
+    reading so far) if there are ``stop.min_full``, else all (every round without a ``host``)."""
     rounds, full = [], []
     before = host.read() if host else None
+    judged_at = host.fastest if host else None
     seconds_per_call, round_seconds = pace
     calls = _calls_per_round(seconds_per_call, max(round_seconds, 50 * (host.read_seconds if host else 0)))
     while True:
@@ -154,28 +199,37 @@ def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None,
         after = host.read() if host else None
         rounds.append(Round(times, before, after))
         before = after
-        if host is None or host.at_full_speed(rounds[-1].before, after):
-            full.append(rounds[-1])
+        full = _judged_again(rounds, full, host, judged_at)
+        judged_at = host.fastest if host else None
         if stop.now(full):
             break
-    full = _at_full_speed(rounds, host)
-    return rounds, (full if len(full) >= stop.min_full else rounds)
+    return Visit(rounds, full, len(full) >= stop.min_full)
+
+
+def _judged_again(rounds: list[Round], full: list[Round], host: HostSpeed | None, judged_at) -> list[Round]:
+    """``full`` with the newest round added if it ran at full speed; all rounds judged again when the
+    host's fastest reading has moved since ``full`` was judged (so the stop sees the final judgement)."""
+    if host is not None and host.fastest != judged_at:
+        return _at_full_speed(rounds, host)
+    if host is None or host.at_full_speed(rounds[-1].before, rounds[-1].after):
+        full.append(rounds[-1])
+    return full
 
 
 def _at_full_speed(rounds: list[Round], host: HostSpeed | None) -> list[Round]:
     return rounds if host is None else [r for r in rounds if host.at_full_speed(r.before, r.after)]
 
 
-def _host_noise(rounds: list[Round], used: list[Round], host: HostSpeed | None) -> dict | None:
+def _host_noise(visits: list[Visit], host: HostSpeed | None) -> dict | None:
     """What the reference loop said: the share of rounds set aside as slowed, how much slower than its
     fastest the host ran at the cell's median reading, and whether the numbers come from full-speed
-    rounds (False: too few ran at full speed, and all were used)."""
+    rounds (False: in some visit too few ran at full speed, and all its rounds were used)."""
     if host is None:
         return None
-    full = _at_full_speed(rounds, host)
+    rounds = [r for v in visits for r in v.rounds]
     slowdown = statistics.median(max(host.slowdown(r.before), host.slowdown(r.after)) for r in rounds)
-    return {"host_slow_fraction": 1 - len(full) / len(rounds), "host_slowdown": slowdown,
-            "host_full_speed": len(used) == len(full)}
+    return {"host_slow_fraction": 1 - sum(len(v.full) for v in visits) / len(rounds), "host_slowdown": slowdown,
+            "host_full_speed": all(v.enough for v in visits)}
 
 
 def _settling(min_repeats: int, rel_tol: float):

@@ -33,24 +33,43 @@ class Noise:
         return asdict(self)
 
 
+def worst(noises: list[Noise]) -> Noise:
+    """One cell's noise over its visits: their seconds summed, the worst of each reading, the load
+    average before the first and after the last."""
+
+    def most(key):
+        seen = [getattr(n, key) for n in noises if getattr(n, key) is not None]
+        return max(seen) if seen else None
+
+    return Noise(seconds=sum(n.seconds for n in noises), cores=noises[0].cores, other_cores=most("other_cores"),
+                 steal_fraction=most("steal_fraction"), run_queue_wait=most("run_queue_wait"),
+                 load_before=noises[0].load_before, load_after=noises[-1].load_after)
+
+
 @dataclass(frozen=True)
 class Limits:
     """When a cell is unstable: others used more than ``other_cores`` cores beyond those this process
     leaves idle; steal above ``steal``; our threads waited for a core more than ``run_queue_wait`` of
-    the time; or the samples' p90/p10 exceeds ``spread``."""
+    the time; the samples' p90/p10 exceeds ``spread``; or the cell's visits disagree by more than
+    ``visits`` (the slowest visit's answer / the fastest's, minus one)."""
 
     other_cores: float = 0.25
     steal: float = 0.05
     run_queue_wait: float = 0.10
     spread: float = 2.5
+    visits: float = 0.10
 
 
 def instability(noise: Noise | None, spread: float, threads: int, limits: Limits = Limits(),
-                host: dict | None = None) -> str | None:
+                host: dict | None = None, visits: list[dict] | None = None) -> str | None:
     """Why a cell measured under ``noise`` with samples of p90/p10 ``spread`` (timed with ``threads``
     threads) cannot be trusted, or None. ``host``: what the reference loop said (measure/latency.py's
-    ``host_*`` entries); a cell whose numbers could not come from full-speed rounds is unstable."""
+    ``host_*`` entries); a cell whose numbers could not come from full-speed rounds is unstable.
+    ``visits``: each visit's median (and ratio to the baseline, which is judged instead when there)."""
     reasons = []
+    disagreement = visits_disagree(visits or [], limits.visits)
+    if disagreement:
+        reasons.append(disagreement)
     if host and host.get("host_full_speed") is False:
         reasons.append(f"the host ran below its full speed for {100 * host['host_slow_fraction']:.0f}% of the cell "
                        f"(a fixed reference loop took {host['host_slowdown']:.2f}x its fastest time in this run; unless "
@@ -68,6 +87,19 @@ def instability(noise: Noise | None, spread: float, threads: int, limits: Limits
     if spread > limits.spread:
         reasons.append(f"samples spread p90/p10 = {spread:.2f} (above {limits.spread})")
     return "; ".join(reasons) or None
+
+
+def visits_disagree(visits: list[dict], limit: float) -> str | None:
+    """The reason a cell's visits disagree by more than ``limit``: their ratios to the baseline where
+    paired (what conclusions state), else their medians."""
+    key = "ratio_to_baseline" if visits and "ratio_to_baseline" in visits[0] else "median_ms"
+    answers = [v[key] for v in visits]
+    if len(answers) < 2 or max(answers) <= (1 + limit) * min(answers):
+        return None
+    what = "ratios to the baseline" if key == "ratio_to_baseline" else "medians (ms)"
+    return (f"its {len(answers)} visits, timed apart, disagree by {100 * (max(answers) / min(answers) - 1):.0f}% "
+            f"({what} {', '.join(f'{a:.4g}' for a in answers)}): the host held a different speed for seconds, "
+            "where no reading between rounds shows it; rerun")
 
 
 class ProcSampler:
