@@ -4,9 +4,12 @@ bandwidth, multiply-adds of its weight layers x 2 / peak of the dtype its kernel
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
+
+from .noise import Limits, ProcSampler, instability
 
 GEMM_SIZE = 1024
 MIN_BUFFER, MAX_BUFFER = 1 << 20, 1 << 29  # bandwidth buffers from 1 MiB (cache) to 512 MiB (memory)
@@ -29,18 +32,25 @@ def bound_ms(weight_bytes: int, macs: int, bandwidth_gbs: float, peak_gops: floa
 @dataclass
 class HostBounds:
     """Bandwidth per working-set size and GEMM peak per dtype on ``device``, each measured the first
-    time a cell needs it and kept for the rest of the run (``measured`` is what results record)."""
+    time a cell needs it and kept for the rest of the run (``measured`` is what results record).
+    Each probe is watched by ``sampler`` and judged as a cell is (``limits``, ``threads``): a probe
+    that ran while other processes used the cores is kept with the reason in ``contended``, since it
+    understates the host and so overstates every bound from it."""
 
     device: str = "cpu"
     bandwidth: dict[int, float] = field(default_factory=dict)  # buffer bytes -> GB/s
     peak: dict[str, float] = field(default_factory=dict)  # dtype -> GOP/s
+    sampler: Callable[[], object] = ProcSampler
+    threads: int = 1
+    limits: Limits = field(default_factory=Limits)
+    contended: dict[str, str] = field(default_factory=dict)  # probe -> why it cannot be trusted
 
     def bandwidth_gbs(self, nbytes: int) -> float:
         """Read bandwidth over a buffer the size of ``nbytes`` (rounded up to a power of two, within
         1 MiB - 512 MiB): weights that fit a cache are read at the cache's pace, larger ones at memory's."""
         size = min(max(1 << max(int(nbytes) - 1, 1).bit_length(), MIN_BUFFER), MAX_BUFFER)
         if size not in self.bandwidth:
-            self.bandwidth[size] = read_bandwidth_gbs(size, self.device)
+            self.bandwidth[size] = self._watched(f"bandwidth {size} B", lambda: read_bandwidth_gbs(size, self.device))
         return self.bandwidth[size]
 
     def peak_gops(self, dtype: str) -> float:
@@ -48,13 +58,22 @@ class HostBounds:
         if dtype not in GEMM_OPERANDS:
             return math.inf
         if dtype not in self.peak:
-            self.peak[dtype] = gemm_peak_gops(dtype, self.device)
+            self.peak[dtype] = self._watched(f"{dtype} GEMM", lambda: gemm_peak_gops(dtype, self.device))
         return self.peak[dtype]
+
+    def _watched(self, probe: str, measure: Callable[[], float]) -> float:
+        sampler = self.sampler()
+        sampler.start()
+        value = measure()
+        reason = instability(sampler.stop(), 1.0, self.threads, self.limits) if self.device == "cpu" else None
+        if reason:
+            self.contended[probe] = reason
+        return value
 
     def measured(self) -> dict:
         return {"device": self.device, "method": f"torch.sum read bandwidth; best of repeated {GEMM_SIZE}^3 GEMMs",
                 "bandwidth_gbs": {str(k): v for k, v in sorted(self.bandwidth.items())},
-                "peak_gops": dict(self.peak)}
+                "peak_gops": dict(self.peak), "contended": dict(self.contended)}
 
 
 def read_bandwidth_gbs(nbytes: int, device: str = "cpu", seconds: float = 0.05) -> float:

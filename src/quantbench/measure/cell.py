@@ -68,7 +68,9 @@ class CellTimer:
 
     def host(self, device: str = "cpu") -> HostBounds:
         """``device``'s measured bandwidth and GEMM peaks (each measured once, when first asked)."""
-        return self.bounds.setdefault(device, HostBounds(device))
+        if device not in self.bounds:
+            self.bounds[device] = HostBounds(device, sampler=self.sampler, threads=self.threads, limits=self.limits)
+        return self.bounds[device]
 
     def set_bound(self, lat: Latency, weight_bytes: int, macs: int, dtype: str, device: str = "cpu") -> None:
         """``lat``'s bound on ``device``: reading ``weight_bytes`` once, or ``macs`` multiply-adds in ``dtype``."""

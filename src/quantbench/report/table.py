@@ -47,9 +47,9 @@ def render(results: Results, console: Console | None = None) -> None:
         console.print(f"[dim]note[/dim] {note}")
     for line in conclusions(rows, batch_sizes or [1]):
         console.print(f"- {line}")
-    warning = busy_machine_warning(results.env)
-    if warning:
-        console.print(f"[yellow]warning[/yellow] {warning}")
+    for warning in (busy_machine_warning(results.env), contended_bounds_warning(results.env)):
+        if warning:
+            console.print(f"[yellow]warning[/yellow] {escape(warning)}")
 
 
 def fp32_origin(task: dict) -> str:
@@ -83,6 +83,16 @@ def busy_machine_warning(env: dict) -> str | None:
         return (f"the machine was busy when this run started (1-min load average {load:.1f} on {cores} cores): "
                 "latencies are unreliable; rerun when it is idle")
     return None
+
+
+def contended_bounds_warning(env: dict) -> str | None:
+    """Bounds from bandwidth or GEMM probes that ran while the cores were in use are too slow."""
+    contended = {probe: why for host in env.get("bounds") or [] for probe, why in (host.get("contended") or {}).items()}
+    if not contended:
+        return None
+    probe, why = next(iter(contended.items()))
+    return (f"the host's {', '.join(contended)} probe(s) ran while the machine was busy ({probe}: {why}): the "
+            "bound % column overstates how close cells come to the host's real bound; rerun when it is idle")
 
 
 def _table(results: Results, batch_sizes: list[int]) -> Table:
