@@ -16,12 +16,15 @@ import torch
 from torch import nn
 
 from quantbench.config import parse_methods
+from quantbench.measure.hostspeed import HostSpeed
 from quantbench.measure.latency import measure_latency
 from quantbench.methods import Context, apply_method
 from quantbench.quiet import quiet_torch_quantization
 from quantbench.runtimes import TorchCPU
 from quantbench.quiet import quiet_torchao
 from quantbench.tasks.base import Splits, Task
+
+HOST = HostSpeed()  # as in a comparison: rounds timed while the host ran below full speed are set aside
 
 
 def read_bandwidth_gbs(megabytes: int = 1024, repeats: int = 5) -> float:
@@ -58,7 +61,7 @@ def measure_size(k: int, n: int, runtime: TorchCPU, folder: Path, bandwidth: flo
         bare = lambda inp: torch.ops.quantized.linear_dynamic(inp, packed, True)  # noqa: E731
         fp32 = lambda inp: nn.functional.linear(inp, model[0].weight, model[0].bias)  # noqa: E731
         with torch.inference_mode():
-            times = {name: measure_latency(fn, x, 1, max_seconds=3.0).median_ms
+            times = {name: measure_latency(fn, x, 1, max_seconds=3.0, host=HOST).median_ms
                      for name, fn in [("fp32", fp32), ("quantbench", through_quantbench), ("bare", bare)]}
     int8_bytes = k * n + 4 * n * 2  # int8 weights + per-channel fp32 scales and zero points
     return {**times, "torchao": torchao_dynamic_ms(model, x), "bound_int8": int8_bytes / bandwidth * 1e3,
@@ -76,7 +79,7 @@ def torchao_dynamic_ms(model: nn.Module, x: torch.Tensor) -> float | None:
     peer = copy.deepcopy(model)
     with quiet_torchao(), torch.inference_mode():
         quantize_(peer, Int8DynamicActivationInt8WeightConfig())
-        return measure_latency(peer, x, 1, max_seconds=3.0).median_ms
+        return measure_latency(peer, x, 1, max_seconds=3.0, host=HOST).median_ms
 
 
 def main() -> None:

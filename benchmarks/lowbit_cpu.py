@@ -20,6 +20,7 @@ from torch import nn
 from int8_overhead import read_bandwidth_gbs
 from quantbench.pipeline import realize_row
 from quantbench.config import parse_methods
+from quantbench.measure.hostspeed import HostSpeed
 from quantbench.measure.latency import measure_latency
 from quantbench.measure.size import weight_bytes
 from quantbench.methods import Context
@@ -31,6 +32,8 @@ from quantbench.tasks.skeleton import build_skeleton
 
 ROWS = (("int4 tinygemm g128", "rtn:bits=4,group_size=128"), ("int8 weight-only per row", "rtn:bits=8,group_size=-1"))
 HEAD = 16
+
+HOST = HostSpeed()  # as in a comparison: rounds timed while the host ran below full speed are set aside
 
 
 def linear_task(k: int) -> Task:
@@ -56,12 +59,12 @@ def time_size(k: int, folder: Path, bandwidth_gbs: float) -> list[dict]:
         run = runtime.load(realized.path, task)
         row = {"row": label, "kernel": realized.kernel}
         with torch.inference_mode():
-            row["ms"] = measure_latency(run, x, 1, max_seconds=3.0).median_ms
+            row["ms"] = measure_latency(run, x, 1, max_seconds=3.0, host=HOST).median_ms
             if label != "fp32":
                 quantized, _ = ctx.quantize(config, model)
                 bare = weight_only_module(quantized.format.layers["0"], model[0].bias, torch.device("cpu"))
                 frozen = torch.jit.freeze(torch.jit.trace(nn.Sequential(bare, model[1]).eval(), x))
-                row["bare_ms"] = measure_latency(frozen, x, 1, max_seconds=3.0).median_ms
+                row["bare_ms"] = measure_latency(frozen, x, 1, max_seconds=3.0, host=HOST).median_ms
         loaded = model if label == "fp32" else eager_module(realized.path, task)
         row["bound_ms"] = weight_bytes(loaded) / bandwidth_gbs / 1e6
         rows.append(row)
@@ -87,7 +90,7 @@ def torchao_rows(model: nn.Module, x: torch.Tensor, bandwidth_gbs: float) -> lis
         try:
             with quiet_torchao(), torch.inference_mode():
                 quantize_(peer, config, filter_fn=lambda module, fqn: fqn == "0")
-                ms = measure_latency(peer, x.to(dtype), 1, max_seconds=3.0).median_ms
+                ms = measure_latency(peer, x.to(dtype), 1, max_seconds=3.0, host=HOST).median_ms
         except Exception as e:  # noqa: BLE001  (report why the peer cannot run, go on)
             rows.append({"row": label, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0][:90]}"})
             continue

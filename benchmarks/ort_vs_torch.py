@@ -17,6 +17,7 @@ import torch
 
 from quantbench.pipeline import realize_row
 from quantbench.config import parse_methods
+from quantbench.measure.hostspeed import HostSpeed
 from quantbench.measure.latency import measure_latency
 from quantbench.methods import Context
 from quantbench.runtimes import OnnxRuntimeCPU, TorchCPU
@@ -31,6 +32,8 @@ ROWS = [("torch fp32", TorchCPU, {}, "fp32"),
         ("ORT int8 dynamic", OnnxRuntimeCPU, {}, "ptq-dynamic"),
         ("ORT MatMulNBits int4 g128, acc.level 0", OnnxRuntimeCPU, {"accuracy_level": 0}, "rtn:group_size=128"),
         ("ORT MatMulNBits int4 g128, acc.level 4", OnnxRuntimeCPU, {"accuracy_level": 4}, "rtn:group_size=128")]
+
+HOST = HostSpeed()  # as in a comparison: rounds timed while the host ran below full speed are set aside
 
 
 def random_mlp_task(width: int) -> Task:
@@ -49,7 +52,8 @@ def time_rows(task: Task, batches: list[int], folder: Path) -> dict[str, list[fl
         runtime = runtime_cls(**options)
         realized = realize_row(parse_methods(method)[0], model, ctx, runtime, folder / label.replace(" ", "_"))
         run = runtime.load(realized.path, task)
-        medians[label] = [measure_latency(run, task.latency_input(b), b, max_seconds=3.0).median_ms for b in batches]
+        medians[label] = [measure_latency(run, task.latency_input(b), b, max_seconds=3.0, host=HOST).median_ms
+                          for b in batches]
         print(f"  {label}: {realized.kernel}")
     return medians
 
