@@ -92,3 +92,11 @@ def test_a_cells_noise_is_the_worst_of_its_visits():
                    quiet(other_cores=0.9, run_queue_wait=0.3, load_after=2.0)])
     assert noise.other_cores == 0.9 and noise.run_queue_wait == 0.3 and noise.steal_fraction == 0.0
     assert noise.seconds == pytest.approx(0.2) and noise.load_before == 0.5 and noise.load_after == 2.0
+
+
+def test_the_counters_reason_comes_before_the_visits_so_a_conclusion_names_the_load():
+    from quantbench.measure.noise import instability
+
+    reason = instability(quiet(other_cores=0.9), 1.1, threads=2, visits=[{"median_ms": 1.0}, {"median_ms": 2.0}],
+                         host={"host_full_speed": False, "host_slow_fraction": 0.5, "host_slowdown": 1.8})
+    assert reason.startswith("other processes used 0.90") and reason.index("host ran below") < reason.index("visits")

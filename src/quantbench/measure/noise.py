@@ -63,18 +63,10 @@ class Limits:
 def instability(noise: Noise | None, spread: float, threads: int, limits: Limits = Limits(),
                 host: dict | None = None, visits: list[dict] | None = None) -> str | None:
     """Why a cell measured under ``noise`` with samples of p90/p10 ``spread`` (timed with ``threads``
-    threads) cannot be trusted, or None. ``host``: what the reference loop said (measure/latency.py's
+    threads) cannot be trusted, or None; what the counters name comes first. ``host``: what the reference loop said (measure/latency.py's
     ``host_*`` entries); a cell whose numbers could not come from full-speed rounds is unstable.
     ``visits``: each visit's median (and ratio to the baseline, which is judged instead when there)."""
     reasons = []
-    disagreement = visits_disagree(visits or [], limits.visits)
-    if disagreement:
-        reasons.append(disagreement)
-    if host and host.get("host_full_speed") is False:
-        reasons.append(f"the host ran below its full speed for {100 * host['host_slow_fraction']:.0f}% of the cell "
-                       f"(a fixed reference loop took {host['host_slowdown']:.2f}x its fastest time in this run; unless "
-                       "another reason here names the load, that is another tenant on this core or a lower clock); "
-                       "rerun")
     if noise is not None:
         idle_cores = max(noise.cores - threads, 0)
         if noise.other_cores is not None and noise.other_cores > idle_cores + limits.other_cores:
@@ -84,6 +76,14 @@ def instability(noise: Noise | None, spread: float, threads: int, limits: Limits
             reasons.append(f"the hypervisor stole {100 * noise.steal_fraction:.0f}% of the CPU time")
         if noise.run_queue_wait is not None and noise.run_queue_wait > limits.run_queue_wait:
             reasons.append(f"this process's threads waited {noise.run_queue_wait:.2f} s per second for a free core")
+    if host and host.get("host_full_speed") is False:
+        reasons.append(f"the host ran below its full speed for {100 * host['host_slow_fraction']:.0f}% of the cell "
+                       f"(a fixed reference loop took {host['host_slowdown']:.2f}x its fastest time in this run; unless "
+                       "another reason here names the load, that is another tenant on this core or a lower clock); "
+                       "rerun")
+    disagreement = visits_disagree(visits or [], limits.visits)
+    if disagreement:
+        reasons.append(disagreement)
     if spread > limits.spread:
         reasons.append(f"samples spread p90/p10 = {spread:.2f} (above {limits.spread})")
     return "; ".join(reasons) or None
@@ -98,8 +98,8 @@ def visits_disagree(visits: list[dict], limit: float) -> str | None:
         return None
     what = "ratios to the baseline" if key == "ratio_to_baseline" else "medians (ms)"
     return (f"its {len(answers)} visits, timed apart, disagree by {100 * (max(answers) / min(answers) - 1):.0f}% "
-            f"({what} {', '.join(f'{a:.4g}' for a in answers)}): the host held a different speed for seconds, "
-            "where no reading between rounds shows it; rerun")
+            f"({what} {', '.join(f'{a:.4g}' for a in answers)}): the host ran at a different speed for seconds "
+            "(unless another reason here names the load, one no reading between rounds shows); rerun")
 
 
 class ProcSampler:
