@@ -13,6 +13,7 @@ from .noise import Limits, ProcSampler, instability
 
 GEMM_SIZE = 1024
 MIN_BUFFER, MAX_BUFFER = 1 << 20, 1 << 29  # bandwidth buffers from 1 MiB (cache) to 512 MiB (memory)
+WATCH_SECONDS = 0.25  # each probe's shortest watch, as a latency cell's
 
 
 @dataclass
@@ -62,9 +63,13 @@ class HostBounds:
         return self.peak[dtype]
 
     def _watched(self, probe: str, measure: Callable[[], float]) -> float:
+        """The best of ``measure()`` repeated for ``WATCH_SECONDS`` at least (the counters tick every
+        10 ms: a shorter watch would read one stray tick as a busy core), judged by the sampler."""
         sampler = self.sampler()
         sampler.start()
-        value = measure()
+        start, value = time.perf_counter(), measure()
+        while time.perf_counter() - start < WATCH_SECONDS:
+            value = max(value, measure())
         reason = instability(sampler.stop(), 1.0, self.threads, self.limits) if self.device == "cpu" else None
         if reason:
             self.contended[probe] = reason
