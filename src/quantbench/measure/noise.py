@@ -63,8 +63,9 @@ class Limits:
 def instability(noise: Noise | None, spread: float, threads: int, limits: Limits = Limits(),
                 host: dict | None = None, visits: list[dict] | None = None) -> str | None:
     """Why a cell measured under ``noise`` with samples of p90/p10 ``spread`` (timed with ``threads``
-    threads) cannot be trusted, or None; what the counters name comes first. ``host``: what the reference loop said (measure/latency.py's
-    ``host_*`` entries); a cell whose numbers could not come from full-speed rounds is unstable.
+    threads) cannot be trusted, or None; what the counters name comes first. ``host``: what the
+    reference loop said (measure/latency.py's ``host_*`` entries); a cell whose numbers could not come
+    from full-speed rounds is unstable.
     ``visits``: each visit's median (and ratio to the baseline, which is judged instead when there)."""
     reasons = []
     if noise is not None:
