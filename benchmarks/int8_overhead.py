@@ -9,13 +9,13 @@ All numbers come from this one run; compare the ratios, not absolute times acros
 import argparse
 import copy
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from quantbench.config import parse_methods
+from quantbench.measure.bounds import MAX_BUFFER, read_bandwidth_gbs
 from quantbench.measure.hostspeed import HostSpeed
 from quantbench.measure.latency import measure_latency
 from quantbench.methods import Context, apply_method
@@ -25,20 +25,6 @@ from quantbench.quiet import quiet_torchao
 from quantbench.tasks.base import Splits, Task
 
 HOST = HostSpeed()  # as in a comparison: rounds timed while the host ran below full speed are set aside
-
-
-def read_bandwidth_gbs(megabytes: int = 1024, repeats: int = 5) -> float:
-    """Bytes per second that torch.sum reads from a buffer far larger than the caches."""
-    x = torch.ones(megabytes * (1 << 20) // 4)
-    x.sum()
-    best = min(_timed(lambda: x.sum()) for _ in range(repeats))
-    return x.numel() * 4 / best / 1e9
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def single_linear_task(k: int, n: int) -> Task:
@@ -89,9 +75,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runtime = TorchCPU()
-    bandwidth = read_bandwidth_gbs() * 1e9
+    bandwidth = read_bandwidth_gbs(MAX_BUFFER) * 1e9
     print(f"{runtime.kernel('int8 dynamic linear')}, {args.threads} threads, read bandwidth "
-          f"{bandwidth / 1e9:.1f} GB/s (torch.sum over 1 GiB), batch 1, medians\n")
+          f"{bandwidth / 1e9:.1f} GB/s (torch.sum over 512 MiB), batch 1, medians\n")
     header = f"{'layer':>11} {'fp32':>9} {'bare int8':>10} {'quantbench':>11} {'overhead':>9} " \
              f"{'int8 bound':>11} {'qb/bound':>9} {'fp32/bound':>11} {'speed-up':>9} {'torchao':>9} {'torchao/qb':>11}"
     print(header)

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from int8_overhead import read_bandwidth_gbs
 from quantbench.pipeline import realize_row
 from quantbench.config import parse_methods
+from quantbench.measure.bounds import MAX_BUFFER, read_bandwidth_gbs
 from quantbench.measure.hostspeed import HostSpeed
 from quantbench.measure.latency import measure_latency
 from quantbench.measure.size import weight_bytes
@@ -109,8 +109,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="2048,4096,8192")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    bandwidth = read_bandwidth_gbs()
-    print(f"{args.threads} threads; read bandwidth (torch.sum over 1 GiB) {bandwidth:.1f} GB/s; batch 1")
+    bandwidth = read_bandwidth_gbs(MAX_BUFFER)
+    print(f"{args.threads} threads; read bandwidth (torch.sum over 512 MiB) {bandwidth:.1f} GB/s; batch 1")
     print(f"{'K':>6} {'row':38} {'median ms':>10} {'vs fp32':>8} {'vs bare kernel':>15} {'bound ms':>9} {'bound/time':>11}")
     with tempfile.TemporaryDirectory() as folder:
         for k in (int(s) for s in args.sizes.split(",")):

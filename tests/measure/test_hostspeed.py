@@ -85,3 +85,21 @@ class _Quiet:
     def stop(self):
         from quantbench.measure.noise import Noise
         return Noise(1.0, 2, 0.0, 0.0, 0.0, None, None)
+
+
+def test_rounds_are_judged_again_when_the_host_reads_faster_than_before():
+    """The host reads half speed while calibrating and for 3 readings, then full speed: the first rounds,
+    judged at full speed when timed, are set aside once the faster readings come."""
+    from quantbench.measure.latency import time_alone
+
+    calls = {"n": 0}
+
+    def loop():
+        calls["n"] += 1
+        return 2e-5 if calls["n"] <= 1 + 3 * 3 else 1e-5  # calibration, then 3 readings of 3 calls
+
+    host = HostSpeed(loop=loop, calibrate_seconds=0.0)
+    visit = time_alone(lambda _: None, None, warmup=1, max_seconds=0.2, min_seconds=0.1, host=host,
+                       round_seconds=0.001)
+    assert visit.enough and 0 < len(visit.full) < len(visit.rounds)
+    assert all(r.before == r.after == 1e-5 for r in visit.full)

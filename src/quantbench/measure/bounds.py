@@ -13,7 +13,9 @@ from .noise import Limits, ProcSampler, instability
 
 GEMM_SIZE = 1024
 MIN_BUFFER, MAX_BUFFER = 1 << 20, 1 << 29  # bandwidth buffers from 1 MiB (cache) to 512 MiB (memory)
-WATCH_SECONDS = 0.25  # each probe's shortest watch, as a latency cell's
+# Each probe's shortest length, as a latency cell's: the CPU counters that judge it tick every 10 ms,
+# and a 20 ms probe read one stray tick as half a busy core.
+WATCH_SECONDS = 0.25
 
 
 @dataclass
@@ -63,13 +65,10 @@ class HostBounds:
         return self.peak[dtype]
 
     def _watched(self, probe: str, measure: Callable[[], float]) -> float:
-        """The best of ``measure()`` repeated for ``WATCH_SECONDS`` at least (the counters tick every
-        10 ms: a shorter watch would read one stray tick as a busy core), judged by the sampler."""
+        """``measure()`` (a probe lasting ``WATCH_SECONDS`` at least), judged by the sampler."""
         sampler = self.sampler()
         sampler.start()
-        start, value = time.perf_counter(), measure()
-        while time.perf_counter() - start < WATCH_SECONDS:
-            value = max(value, measure())
+        value = measure()
         reason = instability(sampler.stop(), 1.0, self.threads, self.limits) if self.device == "cpu" else None
         if reason:
             self.contended[probe] = reason
@@ -81,7 +80,7 @@ class HostBounds:
                 "peak_gops": dict(self.peak), "contended": dict(self.contended)}
 
 
-def read_bandwidth_gbs(nbytes: int, device: str = "cpu", seconds: float = 0.05) -> float:
+def read_bandwidth_gbs(nbytes: int, device: str = "cpu", seconds: float = WATCH_SECONDS) -> float:
     """GB/s that ``torch.sum`` reads from a buffer of ``nbytes`` (the best of calls that take
     ``seconds`` together)."""
     x = torch.ones(nbytes // 4, device=device)
@@ -98,13 +97,16 @@ GEMM_OPERANDS = {
 }
 
 
-def gemm_peak_gops(dtype: str, device: str = "cpu") -> float:
-    """Operations per second (2 per multiply-add) of the best of a few square GEMMs in ``dtype``."""
+def gemm_peak_gops(dtype: str, device: str = "cpu", seconds: float = WATCH_SECONDS) -> float:
+    """Operations per second (2 per multiply-add) of the best of square GEMMs in ``dtype`` that take
+    ``seconds`` together (4 at least)."""
     if dtype not in GEMM_OPERANDS:
         raise ValueError(f"no GEMM peak for {dtype!r}: one of {', '.join(GEMM_OPERANDS)}")
     torch_dtype, matmul = GEMM_OPERANDS[dtype]
     a, b = (torch.randint(-8, 8, (GEMM_SIZE, GEMM_SIZE), device=device).to(torch_dtype) for _ in range(2))
-    return 2 * GEMM_SIZE ** 3 / _best_seconds(lambda: matmul(a, b), device, repeats=4) / 1e9
+    once = _best_seconds(lambda: matmul(a, b), device, repeats=1)
+    best = _best_seconds(lambda: matmul(a, b), device, repeats=max(4, math.ceil(seconds / max(once, 1e-7))))
+    return 2 * GEMM_SIZE ** 3 / best / 1e9
 
 
 def _best_seconds(fn, device: str, repeats: int) -> float:

@@ -41,7 +41,7 @@ class CellTimer:
         """The cell of ``run`` on ``batch``; with a ``baseline`` (its runner and batch), paired with it."""
         return self.time_cells([Cell(run, batch, batch_size, baseline)])[0]
 
-    def time_cells(self, cells: list["Cell"]) -> list[Latency]:
+    def time_cells(self, cells: list[Cell]) -> list[Latency]:
         """The ``cells`` (a row's batch sizes), each timed in ``visits`` visits taken in turn, so that a
         cell's visits lie apart in time and a stretch of slow host hits one of them, not all."""
         visits: list[list[Visit]] = [[] for _ in cells]
@@ -55,7 +55,7 @@ class CellTimer:
         return [self._judged(summarize_visits(seen, cell.batch_size, self.speed), worst(noise))
                 for cell, seen, noise in zip(cells, visits, noises)]
 
-    def _visit(self, cell: "Cell") -> Visit:
+    def _visit(self, cell: Cell) -> Visit:
         timing = {"min_seconds": self.min_seconds, "max_seconds": self.max_seconds / self.visits, "host": self.speed}
         if cell.baseline is None:
             return time_alone(cell.run, cell.batch, min_samples=math.ceil(5 / self.visits), **timing)

@@ -199,21 +199,13 @@ def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None,
         after = host.read() if host else None
         rounds.append(Round(times, before, after))
         before = after
-        full = _judged_again(rounds, full, host, judged_at)
-        judged_at = host.fastest if host else None
+        if host is not None and host.fastest != judged_at:  # a faster reading: judge every round again
+            full, judged_at = _at_full_speed(rounds, host), host.fastest
+        elif host is None or host.at_full_speed(rounds[-1].before, after):
+            full.append(rounds[-1])
         if stop.now(full):
             break
     return Visit(rounds, full, len(full) >= stop.min_full)
-
-
-def _judged_again(rounds: list[Round], full: list[Round], host: HostSpeed | None, judged_at) -> list[Round]:
-    """``full`` with the newest round added if it ran at full speed; all rounds judged again when the
-    host's fastest reading has moved since ``full`` was judged (so the stop sees the final judgement)."""
-    if host is not None and host.fastest != judged_at:
-        return _at_full_speed(rounds, host)
-    if host is None or host.at_full_speed(rounds[-1].before, rounds[-1].after):
-        full.append(rounds[-1])
-    return full
 
 
 def _at_full_speed(rounds: list[Round], host: HostSpeed | None) -> list[Round]:
