@@ -109,7 +109,7 @@ def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timin
     for b in spec.batch_sizes:
         batch = task.latency_input(b)
         paired = timed_call(baseline, batch) if baseline is not None else None
-        cells.append(Cell(*timed_call(run, batch), b, baseline=paired))
+        cells.append(Cell(*timed_call(run, batch), b, baseline=paired, own_threads=getattr(run, "own_threads", False)))
     row.latency = timing.timer.time_cells(cells)
     for lat in row.latency:
         timing.timer.set_bound(lat, bytes_read, timing.macs_at(fp32, task, lat.batch_size),

@@ -13,12 +13,14 @@ from .runner import Runner
 
 @dataclass
 class Cell:
-    """What one latency cell times: ``run`` on ``batch``, paired with ``baseline`` (runner, batch) if given."""
+    """What one latency cell times: ``run`` on ``batch``, paired with ``baseline`` (runner, batch) if
+    given; ``own_threads``: the calls run on a thread pool of their own, not torch's."""
 
     run: Runner
     batch: object
     batch_size: int
     baseline: tuple[Runner, object] | None = None
+    own_threads: bool = False
 
 
 @dataclass
@@ -52,11 +54,16 @@ class CellTimer:
                 sampler.start()
                 seen.append(self._visit(cell))
                 noise.append(sampler.stop())
-        return [self._judged(summarize_visits(seen, cell.batch_size, self.speed), worst(noise))
+        return [self._judged(summarize_visits(seen, cell.batch_size, self._speed(cell)), worst(noise))
                 for cell, seen, noise in zip(cells, visits, noises)]
 
+    def _speed(self, cell: Cell) -> HostSpeed | None:
+        """The host's speed as read for ``cell``: without torch's pool loop if its calls use a pool of their own."""
+        return self.speed.first_loop_only() if self.speed is not None and cell.own_threads else self.speed
+
     def _visit(self, cell: Cell) -> Visit:
-        timing = {"min_seconds": self.min_seconds, "max_seconds": self.max_seconds / self.visits, "host": self.speed}
+        timing = {"min_seconds": self.min_seconds, "max_seconds": self.max_seconds / self.visits,
+                  "host": self._speed(cell)}
         if cell.baseline is None:
             return time_alone(cell.run, cell.batch, min_samples=math.ceil(5 / self.visits), **timing)
         return time_paired(cell.run, cell.batch, *cell.baseline, min_rounds=math.ceil(5 / self.visits), **timing)

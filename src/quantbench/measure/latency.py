@@ -2,10 +2,11 @@
 with a baseline: the two interleaved in alternating rounds, so that a burst of load hits both and the
 ratio of their times is measured round by round, with a confidence interval.
 
-Both time in rounds of a few milliseconds. Given a ``HostSpeed``, a reference loop is read between
+Both time in rounds of about a millisecond. Given a ``HostSpeed``, a reference loop is read between
 rounds, and the cell's numbers come from the rounds the host ran at its full speed (measure/hostspeed.py
 says why); the rest are counted (``noise.host_slow_fraction``), and if too few ran at full speed by
-the deadline and ``max_seconds`` more, all rounds are used and the cell says so.
+the deadline and ``max_seconds`` more, the quarter of the rounds it ran fastest in are used and the
+cell says so.
 
 A cell may be timed in several visits, apart in time (measure/cell.py visits every cell of a row in
 turn, twice): the numbers pool the visits' rounds, and each visit's median (and ratio) is kept, since
@@ -14,10 +15,17 @@ disagree."""
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .hostspeed import HostSpeed
 from .runner import Runner
+
+# A round is short: on a 2-vCPU cloud guest (Dec 2026) the host's full-speed stretches lasted 0.15 ms
+# (median) to 4 ms at most, so a 5 ms round never ran at full speed throughout, and rounds of ~1 ms
+# kept 2-9x more full-speed rounds than rounds of ~9 ms. Reading the host's speed between them costs
+# ``1 / READINGS_PER_ROUND`` of the timing (~6% at 2 threads there).
+ROUND_SECONDS = 0.001
+READINGS_PER_ROUND = 10
 
 
 @dataclass
@@ -54,8 +62,8 @@ class Round:
     """A few calls of each side, and the host's reference-loop readings before and after them."""
 
     times: dict[str, list[float]]
-    before: float | None = None  # HostSpeed readings (seconds of its loop)
-    after: float | None = None
+    before: tuple[float, ...] | None = None  # HostSpeed readings (seconds of each of its loops)
+    after: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -82,16 +90,19 @@ class Stop:
 @dataclass
 class Visit:
     """One stretch of a cell's timing: all its rounds, those that ran at the host's full speed (as
-    judged when the visit ended), and whether they were enough to measure from."""
+    judged when the visit ended), whether they were enough to measure from, and if not, the rounds
+    the host ran fastest in."""
 
     rounds: list[Round]
     full: list[Round]
     enough: bool
+    least_slowed: list[Round] = field(default_factory=list)
 
     @property
     def used(self) -> list[Round]:
-        """The rounds the numbers come from: the full-speed ones if enough, else all."""
-        return self.full if self.enough else self.rounds
+        """The rounds the numbers come from: the full-speed ones if enough, else the least slowed (all
+        of them without a host reading)."""
+        return self.full if self.enough else (self.least_slowed or self.rounds)
 
 
 def measure_latency(run: Runner, batch, batch_size: int, host: HostSpeed | None = None, **timing) -> Latency:
@@ -107,7 +118,7 @@ def measure_paired(run: Runner, batch, base_run: Runner, base_batch, batch_size:
 
 def time_alone(run: Runner, batch, warmup: int = 5, min_repeats: int = 30, max_seconds: float = 2.0,
                rel_tol: float = 0.02, min_samples: int = 5, min_seconds: float = 0.0, host: HostSpeed | None = None,
-               round_seconds: float = 0.005) -> Visit:
+               round_seconds: float = ROUND_SECONDS) -> Visit:
     """Time ``run(batch)`` after ``warmup`` calls; stop once at least ``min_seconds`` are spent and
     the median of the samples moves less than ``rel_tol`` when ``min_repeats`` more are added, or
     once ``max_seconds`` are spent (with at least ``min_samples``), so slow models are timed in
@@ -120,7 +131,7 @@ def time_alone(run: Runner, batch, warmup: int = 5, min_repeats: int = 30, max_s
 
 
 def time_paired(run: Runner, batch, base_run: Runner, base_batch, warmup: int = 5, max_seconds: float = 2.0,
-                min_seconds: float = 0.0, rel_tol: float = 0.02, min_rounds: int = 5, round_seconds: float = 0.005,
+                min_seconds: float = 0.0, rel_tol: float = 0.02, min_rounds: int = 5, round_seconds: float = ROUND_SECONDS,
                 host: HostSpeed | None = None) -> Visit:
     """Time ``run(batch)`` interleaved with ``base_run(base_batch)``: rounds of a few calls of each, the
     order alternating, until the 95% interval of the ratio (geometric mean of the rounds' median
@@ -185,14 +196,14 @@ def summarize(samples_s: list[float], batch_size: int) -> Latency:
 
 def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None, stop: Stop) -> Visit:
     """Rounds of each side (the order alternating) until ``stop``, each side's calls lasting about
-    ``pace`` = (seconds per call, seconds per round), a round at least 50 host readings long: all the
+    ``pace`` = (seconds per call, seconds per round), a round at least ``READINGS_PER_ROUND`` host readings long: all the
     rounds, and those to measure from: the ones at the host's full speed (judged against the fastest
-    reading so far) if there are ``stop.min_full``, else all (every round without a ``host``)."""
+    reading so far) if there are ``stop.min_full``, else the least slowed (every round without a ``host``)."""
     rounds, full = [], []
     before = host.read() if host else None
     judged_at = host.fastest if host else None
     seconds_per_call, round_seconds = pace
-    calls = _calls_per_round(seconds_per_call, max(round_seconds, 50 * (host.read_seconds if host else 0)))
+    calls = _calls_per_round(seconds_per_call, max(round_seconds, READINGS_PER_ROUND * (host.read_seconds if host else 0)))
     while True:
         names = list(sides) if len(rounds) % 2 == 0 else list(sides)[::-1]
         times = {name: [_time_once(*sides[name]) for _ in range(calls)] for name in names}
@@ -205,7 +216,14 @@ def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None,
             full.append(rounds[-1])
         if stop.now(full):
             break
-    return Visit(rounds, full, len(full) >= stop.min_full)
+    enough = len(full) >= stop.min_full
+    return Visit(rounds, full, enough, [] if enough or host is None else _least_slowed(rounds, host, stop.min_full))
+
+
+def _least_slowed(rounds: list[Round], host: HostSpeed, at_least: int) -> list[Round]:
+    """The quarter of ``rounds`` (``at_least`` of them) the host ran fastest in, by its slower reading."""
+    ranked = sorted(rounds, key=lambda r: max(host.slowdown(r.before), host.slowdown(r.after)))
+    return ranked[:max(at_least, len(rounds) // 4)]
 
 
 def _at_full_speed(rounds: list[Round], host: HostSpeed | None) -> list[Round]:

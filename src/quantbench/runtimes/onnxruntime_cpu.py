@@ -255,7 +255,9 @@ class OrtRunner:
     """Feeds a task batch to an ORT session as numpy: a tensor, or a dict of tensors fed by input
     name (the session's inputs, with their types). A tensor batch gives the first output as a tensor;
     a dict batch gives an object with one tensor attribute per output, as transformers models do
-    (``run(batch).last_hidden_state``)."""
+    (``run(batch).last_hidden_state``). Its calls run on the session's own thread pool."""
+
+    own_threads = True
 
     def __init__(self, session):
         self.session, self.types = session, _session_input_types(session)
