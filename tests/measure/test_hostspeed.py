@@ -155,3 +155,54 @@ def test_with_too_few_full_speed_rounds_the_numbers_come_from_the_least_slowed_q
     lat = measure_latency(run, None, 1, warmup=2, max_seconds=0.1, min_seconds=0.05, host=host, round_seconds=0.001)
     assert lat.noise["host_full_speed"] is False and lat.noise["host_slow_fraction"] == 1.0
     assert lat.median_ms == pytest.approx(0.24, rel=0.15)  # all rounds: 0.32
+
+
+@pytest.mark.parametrize("slow_visits, stable", [(2, True), (3, False)])
+def test_a_cell_whose_first_visits_found_the_host_slow_is_visited_again_and_measured_from_its_full_speed_visits(
+        slow_visits, stable):
+    """The host (loop and call) runs at half speed for the first visits: two more visits are made, and
+    the cell is measured from the full-speed ones; with only one of those, it is unstable and says so."""
+    state = {"visits": 0}
+
+    class Counting(_Quiet):
+        def start(self):
+            state["visits"] += 1
+
+    def slow() -> bool:
+        return state["visits"] <= slow_visits
+
+    def run(_):
+        end = time.perf_counter() + 2e-4 * (2 if slow() else 1)
+        while time.perf_counter() < end:
+            pass
+
+    host = HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
+    host.fastest = (1e-5,)
+    lat = CellTimer(threads=1, sampler=Counting, speed=host, min_seconds=0.0, max_seconds=0.04).time(run, None, 1)
+    assert state["visits"] == 4 and [v["kept"] for v in lat.visits] == [i >= slow_visits for i in range(4)]
+    assert lat.noise["host_visits_set_aside"] == slow_visits and lat.noise["host_slow_fraction"] > 0.4
+    assert lat.stable is stable and lat.median_ms == pytest.approx(0.2, rel=0.15)
+    assert stable or "host ran below its full speed" in lat.unstable_reason
+
+
+@pytest.mark.parametrize("factors, kept", [((1.0, 1.7, 1.0), [True, False, True]),
+                                           ((1.0, 1.15, 1.07), [True, False, True])])  # the faster pair of two
+def test_a_visit_that_disagrees_with_the_others_is_set_aside_once_two_others_agree(factors, kept):
+    """A visit runs the call slower while the host's loops read full speed (a slowdown no reading
+    shows): a third visit is made, and the cell is measured from the fastest two that agree."""
+    state = {"visits": 0}
+
+    class Counting(_Quiet):
+        def start(self):
+            state["visits"] += 1
+
+    def run(_):
+        end = time.perf_counter() + 2e-4 * factors[state["visits"] - 1]
+        while time.perf_counter() < end:
+            pass
+
+    host = HostSpeed(loops=(lambda: 1e-5,), calibrate_seconds=0.0)
+    lat = CellTimer(threads=1, sampler=Counting, speed=host, min_seconds=0.0, max_seconds=0.04).time(run, None, 1)
+    assert state["visits"] == 3 and [v["kept"] for v in lat.visits] == kept
+    assert lat.stable and lat.median_ms == pytest.approx(0.2 * factors[2], rel=0.1)
+    assert lat.noise["host_visits_set_aside"] == 1

@@ -1,13 +1,14 @@
 """One latency cell, as every row gets it: timed alone or paired with its baseline, watched by a
 noise sampler, judged stable or not, and set against its physical bound."""
 import math
+from itertools import combinations
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .bounds import HostBounds, bound_ms
 from .hostspeed import HostSpeed
-from .latency import Latency, Visit, summarize_visits, time_alone, time_paired
-from .noise import Limits, Noise, ProcSampler, instability, worst
+from .latency import Latency, Visit, host_noise, summarize_visits, time_alone, time_paired
+from .noise import Limits, Noise, ProcSampler, instability, visits_disagree, worst
 from .runner import Runner
 
 
@@ -26,9 +27,10 @@ class Cell:
 @dataclass
 class CellTimer:
     """What the cells of one run share: threads, the host's measured bounds, the noise sampler and
-    limits, the host's speed (a reference loop read between rounds, measure/hostspeed.py), the
+    limits, the host's speed (reference loops read between rounds, measure/hostspeed.py), the
     shortest time a cell is timed per visit (long enough for the CPU counters, which tick every 10 ms,
-    to say what else ran), and how many visits each cell gets."""
+    to say what else ran), how many visits each cell gets, and how many more a cell may get when too
+    few of its visits found the host at full speed."""
 
     threads: int
     bounds: dict[str, HostBounds] = field(default_factory=dict)  # device -> what was measured there
@@ -36,8 +38,9 @@ class CellTimer:
     limits: Limits = field(default_factory=Limits)
     speed: HostSpeed | None = field(default_factory=HostSpeed)  # None: every round counts
     min_seconds: float = 0.25  # per visit
-    max_seconds: float = 2.0  # over all visits
+    max_seconds: float = 2.0  # over the first ``visits`` visits; each extra visit gets a visit's share
     visits: int = 2
+    extra_visits: int = 2
 
     def time(self, run: Runner, batch, batch_size: int, baseline: tuple[Runner, object] | None = None) -> Latency:
         """The cell of ``run`` on ``batch``; with a ``baseline`` (its runner and batch), paired with it."""
@@ -45,17 +48,43 @@ class CellTimer:
 
     def time_cells(self, cells: list[Cell]) -> list[Latency]:
         """The ``cells`` (a row's batch sizes), each timed in ``visits`` visits taken in turn, so that a
-        cell's visits lie apart in time and a stretch of slow host hits one of them, not all."""
-        visits: list[list[Visit]] = [[] for _ in cells]
-        noises: list[list[Noise]] = [[] for _ in cells]
+        cell's visits lie apart in time and a stretch of slow host hits one of them, not all. A cell
+        without ``visits`` visits that found the host at full speed and agree (``Limits.visits``) is
+        visited again, after the others, up to ``extra_visits`` times; its numbers come from the
+        fastest such visits if it has them, else from all (and disagreeing visits mark it unstable)."""
+        visits: list[list[tuple[Visit, Noise]]] = [[] for _ in cells]
         for _ in range(self.visits):
-            for cell, seen, noise in zip(cells, visits, noises):
-                sampler = self.sampler()
-                sampler.start()
-                seen.append(self._visit(cell))
-                noise.append(sampler.stop())
-        return [self._judged(summarize_visits(seen, cell.batch_size, self._speed(cell)), worst(noise))
-                for cell, seen, noise in zip(cells, visits, noises)]
+            for cell, seen in zip(cells, visits):
+                seen.append(self._watched_visit(cell))
+        for _ in range(self.extra_visits if self.speed is not None else 0):
+            for cell, seen in [(cell, seen) for cell, seen in zip(cells, visits) if self._agreeing(seen) is None]:
+                seen.append(self._watched_visit(cell))
+        return [self._summarized(cell, seen) for cell, seen in zip(cells, visits)]
+
+    def _watched_visit(self, cell: Cell) -> tuple[Visit, Noise]:
+        sampler = self.sampler()
+        sampler.start()
+        visit = self._visit(cell)
+        return visit, sampler.stop()
+
+    def _agreeing(self, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]] | None:
+        """The fastest ``visits`` of ``seen`` that ran at the host's full speed and agree, or None."""
+        full = [(v, n) for v, n in seen if v.enough]
+        groups = sorted(combinations(full, self.visits), key=lambda group: sum(_answer(v) for v, _ in group))
+        return next((list(g) for g in groups if not visits_disagree([v.summary() for v, _ in g], self.limits.visits)),
+                    None)
+
+    def _summarized(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> Latency:
+        """The cell from its agreeing full-speed visits, else from its full-speed ones, else from all; the
+        host's share of slow rounds is over every visit, and it ran at full speed if ``visits`` visits did."""
+        full = [(v, n) for v, n in seen if v.enough]
+        kept = self._agreeing(seen) or full or seen
+        lat = summarize_visits([v for v, _ in kept], cell.batch_size, self._speed(cell))
+        lat.visits = [v.summary() | {"kept": any(v is k for k, _ in kept)} for v, _ in seen]
+        if lat.noise is not None:
+            lat.noise = host_noise([v for v, _ in seen], self._speed(cell)) | {
+                "host_full_speed": len(full) >= self.visits, "host_visits_set_aside": len(seen) - len(kept)}
+        return self._judged(lat, worst([n for _, n in kept]))
 
     def _speed(self, cell: Cell) -> HostSpeed | None:
         """The host's speed as read for ``cell``: without torch's pool loop if its calls use a pool of their own."""
@@ -69,7 +98,8 @@ class CellTimer:
         return time_paired(cell.run, cell.batch, *cell.baseline, min_rounds=math.ceil(5 / self.visits), **timing)
 
     def _judged(self, lat: Latency, noise: Noise) -> Latency:
-        reason = instability(noise, lat.spread, self.threads, self.limits, host=lat.noise, visits=lat.visits)
+        kept = [v for v in lat.visits if v.get("kept", True)]
+        reason = instability(noise, lat.spread, self.threads, self.limits, host=lat.noise, visits=kept)
         lat.noise, lat.stable, lat.unstable_reason = noise.to_dict() | (lat.noise or {}), reason is None, reason
         return lat
 
@@ -85,3 +115,9 @@ class CellTimer:
         bound = bound_ms(weight_bytes, macs, host.bandwidth_gbs(weight_bytes), host.peak_gops(dtype))
         lat.bound_ms, lat.bound_by = bound.ms, bound.by
         lat.fraction_of_bound = bound.ms / lat.median_ms if lat.median_ms > 0 else None
+
+
+def _answer(visit: Visit) -> float:
+    """What a visit says: its ratio to the baseline where paired (what conclusions state), else its median."""
+    summary = visit.summary()
+    return summary.get("ratio_to_baseline", summary["median_ms"])

@@ -104,6 +104,13 @@ class Visit:
         of them without a host reading)."""
         return self.full if self.enough else (self.least_slowed or self.rounds)
 
+    def summary(self) -> dict:
+        """The visit's median (ms) from its used rounds, and its ratio to the baseline when paired."""
+        entry = {"median_ms": statistics.median(_samples(self.used, "row")) * 1e3}
+        if "base" in self.used[0].times:
+            entry["ratio_to_baseline"] = math.exp(statistics.fmean(_log_ratios(self.used)))
+        return entry
+
 
 def measure_latency(run: Runner, batch, batch_size: int, host: HostSpeed | None = None, **timing) -> Latency:
     """The cell of ``run(batch)`` timed alone in one visit (``time_alone``'s ``timing``)."""
@@ -157,22 +164,15 @@ def summarize_visits(visits: list[Visit], batch_size: int, host: HostSpeed | Non
     used = [r for v in visits for r in v.used]
     lat = summarize(_samples(used, "row"), batch_size)
     paired = "base" in used[0].times
-    lat.visits = [_visit_summary(v.used, paired) for v in visits]
+    lat.visits = [v.summary() for v in visits]
     if paired:
         log_ratios = _log_ratios(used)
         lat.ratio_to_baseline = math.exp(statistics.fmean(log_ratios))
         lat.ratio_ci = list(ratio_interval(log_ratios))
         lat.baseline_median_ms = statistics.median(_samples(used, "base")) * 1e3
         lat.rounds = len(used)
-    lat.noise = _host_noise(visits, host)
+    lat.noise = host_noise(visits, host)
     return lat
-
-
-def _visit_summary(used: list[Round], paired: bool) -> dict:
-    entry = {"median_ms": statistics.median(_samples(used, "row")) * 1e3}
-    if paired:
-        entry["ratio_to_baseline"] = math.exp(statistics.fmean(_log_ratios(used)))
-    return entry
 
 
 def ratio_interval(log_ratios: list[float], level: float = 0.95) -> tuple[float, float]:
@@ -230,7 +230,7 @@ def _at_full_speed(rounds: list[Round], host: HostSpeed | None) -> list[Round]:
     return rounds if host is None else [r for r in rounds if host.at_full_speed(r.before, r.after)]
 
 
-def _host_noise(visits: list[Visit], host: HostSpeed | None) -> dict | None:
+def host_noise(visits: list[Visit], host: HostSpeed | None) -> dict | None:
     """What the reference loop said: the share of rounds set aside as slowed, how much slower than its
     fastest the host ran at the cell's median reading, and whether the numbers come from full-speed
     rounds (False: in some visit too few ran at full speed, and all its rounds were used)."""
