@@ -1,8 +1,8 @@
 """One latency cell, as every row gets it: timed alone or paired with its baseline, watched by a
 noise sampler, judged stable or not, and set against its physical bound."""
 import math
-from itertools import combinations
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Callable
 
 from .bounds import HostBounds, bound_ms

@@ -2,7 +2,7 @@
 with a baseline: the two interleaved in alternating rounds, so that a burst of load hits both and the
 ratio of their times is measured round by round, with a confidence interval.
 
-Both time in rounds of about a millisecond. Given a ``HostSpeed``, a reference loop is read between
+Both time in rounds of about a millisecond. Given a ``HostSpeed``, its reference loops are read between
 rounds, and the cell's numbers come from the rounds the host ran at its full speed (measure/hostspeed.py
 says why); the rest are counted (``noise.host_slow_fraction``), and if too few ran at full speed by
 the deadline and ``max_seconds`` more, the quarter of the rounds it ran fastest in are used and the
