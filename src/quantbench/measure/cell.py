@@ -69,18 +69,17 @@ class CellTimer:
 
     def _agreeing(self, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]] | None:
         """The fastest ``visits`` of ``seen`` that ran at the host's full speed and agree, or None."""
-        full = [(v, n) for v, n in seen if v.enough]
-        groups = sorted(combinations(full, self.visits), key=lambda group: sum(_answer(v) for v, _ in group))
-        return next((list(g) for g in groups if not visits_disagree([v.summary() for v, _ in g], self.limits.visits)),
-                    None)
+        groups = sorted(combinations(_full_speed(seen), self.visits), key=lambda g: sum(_answer(v) for v, _ in g))
+        agree = (list(g) for g in groups if not visits_disagree([v.summary for v, _ in g], self.limits.visits))
+        return next(agree, None)
 
     def _summarized(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> Latency:
         """The cell from its agreeing full-speed visits, else from its full-speed ones, else from all; the
         host's share of slow rounds is over every visit, and it ran at full speed if ``visits`` visits did."""
-        full = [(v, n) for v, n in seen if v.enough]
+        full = _full_speed(seen)
         kept = self._agreeing(seen) or full or seen
         lat = summarize_visits([v for v, _ in kept], cell.batch_size, self._speed(cell))
-        lat.visits = [v.summary() | {"kept": any(v is k for k, _ in kept)} for v, _ in seen]
+        lat.visits = [v.summary | {"kept": any(v is k for k, _ in kept)} for v, _ in seen]
         if lat.noise is not None:
             lat.noise = host_noise([v for v, _ in seen], self._speed(cell)) | {
                 "host_full_speed": len(full) >= self.visits, "host_visits_set_aside": len(seen) - len(kept)}
@@ -117,7 +116,11 @@ class CellTimer:
         lat.fraction_of_bound = bound.ms / lat.median_ms if lat.median_ms > 0 else None
 
 
+def _full_speed(seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]]:
+    return [(v, n) for v, n in seen if v.enough]
+
+
 def _answer(visit: Visit) -> float:
     """What a visit says: its ratio to the baseline where paired (what conclusions state), else its median."""
-    summary = visit.summary()
+    summary = visit.summary
     return summary.get("ratio_to_baseline", summary["median_ms"])

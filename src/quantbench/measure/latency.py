@@ -16,6 +16,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .hostspeed import HostSpeed
 from .runner import Runner
@@ -104,6 +105,7 @@ class Visit:
         of them without a host reading)."""
         return self.full if self.enough else (self.least_slowed or self.rounds)
 
+    @cached_property
     def summary(self) -> dict:
         """The visit's median (ms) from its used rounds, and its ratio to the baseline when paired."""
         entry = {"median_ms": statistics.median(_samples(self.used, "row")) * 1e3}
@@ -138,8 +140,8 @@ def time_alone(run: Runner, batch, warmup: int = 5, min_repeats: int = 30, max_s
 
 
 def time_paired(run: Runner, batch, base_run: Runner, base_batch, warmup: int = 5, max_seconds: float = 2.0,
-                min_seconds: float = 0.0, rel_tol: float = 0.02, min_rounds: int = 5, round_seconds: float = ROUND_SECONDS,
-                host: HostSpeed | None = None) -> Visit:
+                min_seconds: float = 0.0, rel_tol: float = 0.02, min_rounds: int = 5,
+                round_seconds: float = ROUND_SECONDS, host: HostSpeed | None = None) -> Visit:
     """Time ``run(batch)`` interleaved with ``base_run(base_batch)``: rounds of a few calls of each, the
     order alternating, until the 95% interval of the ratio (geometric mean of the rounds' median
     ratios) is within ``rel_tol`` and ``min_seconds`` are spent, or both sides' ``max_seconds`` are
@@ -164,7 +166,7 @@ def summarize_visits(visits: list[Visit], batch_size: int, host: HostSpeed | Non
     used = [r for v in visits for r in v.used]
     lat = summarize(_samples(used, "row"), batch_size)
     paired = "base" in used[0].times
-    lat.visits = [v.summary() for v in visits]
+    lat.visits = [dict(v.summary) for v in visits]
     if paired:
         log_ratios = _log_ratios(used)
         lat.ratio_to_baseline = math.exp(statistics.fmean(log_ratios))
@@ -196,14 +198,16 @@ def summarize(samples_s: list[float], batch_size: int) -> Latency:
 
 def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None, stop: Stop) -> Visit:
     """Rounds of each side (the order alternating) until ``stop``, each side's calls lasting about
-    ``pace`` = (seconds per call, seconds per round), a round at least ``READINGS_PER_ROUND`` host readings long: all the
-    rounds, and those to measure from: the ones at the host's full speed (judged against the fastest
-    reading so far) if there are ``stop.min_full``, else the least slowed (every round without a ``host``)."""
+    ``pace`` = (seconds per call, seconds per round), a round at least ``READINGS_PER_ROUND`` host
+    readings long: all the rounds, and those to measure from: the ones at the host's full speed
+    (judged against the fastest reading so far) if there are ``stop.min_full``, else the least slowed
+    (every round without a ``host``)."""
     rounds, full = [], []
     before = host.read() if host else None
     judged_at = host.fastest if host else None
     seconds_per_call, round_seconds = pace
-    calls = _calls_per_round(seconds_per_call, max(round_seconds, READINGS_PER_ROUND * (host.read_seconds if host else 0)))
+    reading_seconds = host.read_seconds if host else 0.0
+    calls = _calls_per_round(seconds_per_call, max(round_seconds, READINGS_PER_ROUND * reading_seconds))
     while True:
         names = list(sides) if len(rounds) % 2 == 0 else list(sides)[::-1]
         times = {name: [_time_once(*sides[name]) for _ in range(calls)] for name in names}
@@ -222,8 +226,13 @@ def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None,
 
 def _least_slowed(rounds: list[Round], host: HostSpeed, at_least: int) -> list[Round]:
     """The quarter of ``rounds`` (``at_least`` of them) the host ran fastest in, by its slower reading."""
-    ranked = sorted(rounds, key=lambda r: max(host.slowdown(r.before), host.slowdown(r.after)))
+    ranked = sorted(rounds, key=lambda r: _round_slowdown(r, host))
     return ranked[:max(at_least, len(rounds) // 4)]
+
+
+def _round_slowdown(r: Round, host: HostSpeed) -> float:
+    """How much slower than its fastest the host ran around round ``r``: its slower reading."""
+    return max(host.slowdown(r.before), host.slowdown(r.after))
 
 
 def _at_full_speed(rounds: list[Round], host: HostSpeed | None) -> list[Round]:
@@ -231,13 +240,13 @@ def _at_full_speed(rounds: list[Round], host: HostSpeed | None) -> list[Round]:
 
 
 def host_noise(visits: list[Visit], host: HostSpeed | None) -> dict | None:
-    """What the reference loop said: the share of rounds set aside as slowed, how much slower than its
+    """What the reference loops said: the share of rounds set aside as slowed, how much slower than its
     fastest the host ran at the cell's median reading, and whether the numbers come from full-speed
-    rounds (False: in some visit too few ran at full speed, and all its rounds were used)."""
+    rounds (False: in some visit too few ran at full speed, and its least slowed rounds were used)."""
     if host is None:
         return None
     rounds = [r for v in visits for r in v.rounds]
-    slowdown = statistics.median(max(host.slowdown(r.before), host.slowdown(r.after)) for r in rounds)
+    slowdown = statistics.median(_round_slowdown(r, host) for r in rounds)
     return {"host_slow_fraction": 1 - sum(len(v.full) for v in visits) / len(rounds), "host_slowdown": slowdown,
             "host_full_speed": all(v.enough for v in visits)}
 
