@@ -81,7 +81,8 @@ def instability(noise: Noise | None, spread: float, threads: int, limits: Limits
         reasons.append(f"the host ran below its full speed for {100 * host['host_slow_fraction']:.0f}% of the cell "
                        f"(fixed reference loops took {host['host_slowdown']:.2f}x their fastest time in this run; "
                        "unless another reason here names the load, that is another tenant on these cores or a lower "
-                       "clock; the numbers come from its full-speed visits, or else the rounds it ran fastest in); rerun")
+                       "clock; the numbers come from its full-speed visits, or else the rounds it ran fastest in); "
+                       "rerun")
     disagreement = visits_disagree(visits or [], limits.visits)
     if disagreement:
         reasons.append(disagreement)
