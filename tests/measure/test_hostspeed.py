@@ -86,12 +86,15 @@ def test_a_paired_ratio_comes_from_full_speed_rounds_too():
     assert lat.baseline_median_ms == pytest.approx(0.2, rel=0.15) and lat.noise["host_slow_fraction"] > 0.2
 
 
-def test_a_cell_the_host_ran_slow_throughout_is_unstable_and_states_no_ratio():
+def test_a_cell_the_host_ran_slow_throughout_waits_within_its_allowance_is_unstable_and_states_no_ratio():
     host = Host(slow_from=2)  # full speed while calibrating and for the first reading, then half
-    timer = CellTimer(threads=1, sampler=_Quiet, speed=speed(host), min_seconds=0.0, max_seconds=0.05)
+    timer = CellTimer(threads=1, sampler=_Quiet, speed=speed(host), min_seconds=0.0, max_seconds=0.05,
+                      wait_seconds=0.05, wait_share=0.01)  # each visit timed 1 s (_Quiet) adds 0.01 s of waiting
     lat = timer.time(host.call(2e-4), None, 1, baseline=(host.call(1e-4), None))
+    assert len(lat.visits) == 4 and lat.noise["host_wait_seconds"] == pytest.approx(0.05 + 3 * 0.01, abs=0.015)
     assert lat.stable is False and "host ran below its full speed for 100% of the cell" in lat.unstable_reason
     assert "2.00x their fastest" in lat.unstable_reason and lat.noise["host_full_speed"] is False
+    assert "first waited 0.1 s in all for full speed" in lat.unstable_reason
     assert lat.median_ms == pytest.approx(0.4, rel=0.2)  # the least slowed rounds are slow too, and it says so
     row = Row(method="rtn", config={}, task="t", runtime="torch-cpu", latency=[lat])
     base = Row(method="fp32", config={}, task="t", runtime="torch-cpu", latency=[lat])
@@ -178,7 +181,8 @@ def test_a_cell_whose_first_visits_found_the_host_slow_is_visited_again_and_meas
 
     host = HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
     host.fastest = (1e-5,)
-    lat = CellTimer(threads=1, sampler=Counting, speed=host, min_seconds=0.0, max_seconds=0.04).time(run, None, 1)
+    lat = CellTimer(threads=1, sampler=Counting, speed=host, min_seconds=0.0, max_seconds=0.04,
+                    wait_seconds=0.0).time(run, None, 1)  # no waiting: the host's speed changes with the visits
     assert state["visits"] == 4 and [v["kept"] for v in lat.visits] == [i >= slow_visits for i in range(4)]
     assert lat.noise["host_visits_set_aside"] == slow_visits and lat.noise["host_slow_fraction"] > 0.4
     assert lat.stable is stable and lat.median_ms == pytest.approx(0.2, rel=0.15)
@@ -206,3 +210,23 @@ def test_a_visit_that_disagrees_with_the_others_is_set_aside_once_two_others_agr
     assert state["visits"] == 3 and [v["kept"] for v in lat.visits] == kept
     assert lat.stable and lat.median_ms == pytest.approx(0.2 * factors[2], rel=0.1)
     assert lat.noise["host_visits_set_aside"] == 1
+
+
+def test_a_visit_waits_for_the_host_to_read_full_speed_before_it_starts():
+    """The host (loop and call) runs at half speed for the first 0.15 s: the first visit waits for it
+    instead of being timed slow, so the cell needs no extra visit and is stable."""
+    fast_from = time.perf_counter() + 0.15
+
+    def slow() -> bool:
+        return time.perf_counter() < fast_from
+
+    def run(_):
+        end = time.perf_counter() + 2e-4 * (2 if slow() else 1)
+        while time.perf_counter() < end:
+            pass
+
+    host = HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
+    host.fastest = (1e-5,)
+    lat = CellTimer(threads=1, sampler=_Quiet, speed=host, min_seconds=0.0, max_seconds=0.04).time(run, None, 1)
+    assert 0.1 < lat.noise["host_wait_seconds"] < 0.5 and len(lat.visits) == 2
+    assert lat.stable and lat.noise["host_slow_fraction"] < 0.1 and lat.median_ms == pytest.approx(0.2, rel=0.15)

@@ -29,8 +29,10 @@ class CellTimer:
     """What the cells of one run share: threads, the host's measured bounds, the noise sampler and
     limits, the host's speed (reference loops read between rounds, measure/hostspeed.py), the
     shortest time a cell is timed per visit (long enough for the CPU counters, which tick every 10 ms,
-    to say what else ran), how many visits each cell gets, and how many more a cell may get when too
-    few of its visits found the host at full speed."""
+    to say what else ran), how many visits each cell gets, how many more a cell may get when too
+    few of its visits found the host at full speed, and how long a visit may wait for the host to read
+    full speed before it starts: ``wait_seconds`` at most, and over the timer's life no more than
+    ``wait_share`` of the seconds spent timing, plus ``wait_seconds``."""
 
     threads: int
     bounds: dict[str, HostBounds] = field(default_factory=dict)  # device -> what was measured there
@@ -41,6 +43,10 @@ class CellTimer:
     max_seconds: float = 2.0  # over the first ``visits`` visits; each extra visit gets a visit's share
     visits: int = 2
     extra_visits: int = 2
+    wait_seconds: float = 5.0
+    wait_share: float = 0.5
+    waited_seconds: float = field(default=0.0, init=False)  # so far, over every visit
+    timed_seconds: float = field(default=0.0, init=False)
 
     def time(self, run: Runner, batch, batch_size: int, baseline: tuple[Runner, object] | None = None) -> Latency:
         """The cell of ``run`` on ``batch``; with a ``baseline`` (its runner and batch), paired with it."""
@@ -62,10 +68,23 @@ class CellTimer:
         return [self._summarized(cell, seen) for cell, seen in zip(cells, visits)]
 
     def _watched_visit(self, cell: Cell) -> tuple[Visit, Noise]:
+        waited = self._wait_for_full_speed(cell)
         sampler = self.sampler()
         sampler.start()
         visit = self._visit(cell)
-        return visit, sampler.stop()
+        visit.waited_seconds, noise = waited, sampler.stop()
+        self.timed_seconds += noise.seconds
+        return visit, noise
+
+    def _wait_for_full_speed(self, cell: Cell) -> float:
+        """Seconds waited, within this visit's and the timer's allowance, for the host to read full speed."""
+        speed = self._speed(cell)
+        allowed = min(self.wait_seconds, self.wait_seconds + self.wait_share * self.timed_seconds - self.waited_seconds)
+        if speed is None or allowed <= 0:
+            return 0.0
+        waited = speed.wait_for_full_speed(allowed)
+        self.waited_seconds += waited
+        return waited
 
     def _agreeing(self, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]] | None:
         """The fastest ``visits`` of ``seen`` that ran at the host's full speed and agree, or None."""

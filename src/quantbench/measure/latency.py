@@ -98,6 +98,7 @@ class Visit:
     full: list[Round]
     enough: bool
     least_slowed: list[Round] = field(default_factory=list)
+    waited_seconds: float = 0.0  # before it started, for the host to read full speed
 
     @property
     def used(self) -> list[Round]:
@@ -241,14 +242,16 @@ def _at_full_speed(rounds: list[Round], host: HostSpeed | None) -> list[Round]:
 
 def host_noise(visits: list[Visit], host: HostSpeed | None) -> dict | None:
     """What the reference loops said: the share of rounds set aside as slowed, how much slower than its
-    fastest the host ran at the cell's median reading, and whether the numbers come from full-speed
-    rounds (False: in some visit too few ran at full speed, and its least slowed rounds were used)."""
+    fastest the host ran at the cell's median reading, whether the numbers come from full-speed
+    rounds (False: in some visit too few ran at full speed, and its least slowed rounds were used), and
+    the seconds the visits waited for the host to read full speed before they started."""
     if host is None:
         return None
     rounds = [r for v in visits for r in v.rounds]
     slowdown = statistics.median(_round_slowdown(r, host) for r in rounds)
     return {"host_slow_fraction": 1 - sum(len(v.full) for v in visits) / len(rounds), "host_slowdown": slowdown,
-            "host_full_speed": all(v.enough for v in visits)}
+            "host_full_speed": all(v.enough for v in visits),
+            "host_wait_seconds": sum(v.waited_seconds for v in visits)}
 
 
 def _settling(min_repeats: int, rel_tol: float):

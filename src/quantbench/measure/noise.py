@@ -81,14 +81,19 @@ def instability(noise: Noise | None, spread: float, threads: int, limits: Limits
         reasons.append(f"the host ran below its full speed for {100 * host['host_slow_fraction']:.0f}% of the cell "
                        f"(fixed reference loops took {host['host_slowdown']:.2f}x their fastest time in this run; "
                        "unless another reason here names the load, that is another tenant on these cores or a lower "
-                       "clock; the numbers come from its full-speed visits, or else the rounds it ran fastest in); "
-                       "rerun")
+                       "clock; the numbers come from its full-speed visits, or else the rounds it ran fastest in"
+                       f"{_waited(host)}); rerun")
     disagreement = visits_disagree(visits or [], limits.visits)
     if disagreement:
         reasons.append(disagreement)
     if spread > limits.spread:
         reasons.append(f"samples spread p90/p10 = {spread:.2f} (above {limits.spread})")
     return "; ".join(reasons) or None
+
+
+def _waited(host: dict) -> str:
+    seconds = host.get("host_wait_seconds") or 0.0
+    return f"; its visits first waited {seconds:.1f} s in all for full speed" if seconds >= 0.05 else ""
 
 
 def visits_disagree(visits: list[dict], limit: float) -> str | None:
