@@ -12,7 +12,7 @@ from .config import duplicate_method_notes, parse_methods
 from .env import capture_env
 from .measure.cell import CellTimer
 from .measure.phases import Phases
-from .pipeline import RunTiming, measure_method
+from .pipeline import RunTiming, measure_method, settle_stale_latency
 from .report.files import write_outputs
 from .results import BASELINE, Results
 from .errors import UserError
@@ -71,6 +71,10 @@ def _measure_rows(runs: list, fp32, ctx, reference, spec: CompareSpec, artifacts
             _export(row, artifacts, task=ctx.task, folder=spec.export)
         row.details["process_peak_rss_bytes"] = phase["peak_rss_bytes"]
         measured[index] = row
+    with phases.phase("latency judged against the run's full speed"):
+        for row in measured.values():
+            settle_stale_latency(row, timing.baselines.get(row.runtime) if row.is_baseline else None, fp32,
+                                 ctx.task, spec, timing)
     timing.baselines.clear()
     return [measured[i] for i in range(len(runs))]
 

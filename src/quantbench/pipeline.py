@@ -116,6 +116,22 @@ def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timin
                                row.details["compute_dtype"], getattr(run, "device", "cpu"))
 
 
+def settle_stale_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timing: RunTiming) -> None:
+    """Cells judged against a host speed the run later beat (``CellTimer.stale``: a run that began in a slow
+    stretch took it for full speed): a baseline row's, whose runner ``run`` is still loaded, are timed
+    again; another row's, whose model is gone, are marked unstable."""
+    stale = [(lat, faster) for lat in row.latency if (faster := timing.timer.stale(lat))]
+    if not stale:
+        return
+    if run is not None:
+        _fill_latency(row, run, fp32, task, spec, timing)
+        row.notes.append(f"latency timed again at the end of the run: the host later ran {max(f for _, f in stale):.2f}x "
+                         "faster than the readings its first timing was judged against")
+        return
+    for lat, faster in stale:
+        timing.timer.mark_stale(lat, faster)
+
+
 def _fill_generation(row: Row, run, task, spec: CompareSpec, timing: RunTiming) -> None:
     """Prefill and decode speed at each decode batch size, for tasks that generate text (their
     ``generation_prompt``); every row, fp32 included, the same way (measure/generation.py)."""

@@ -230,3 +230,68 @@ def test_a_visit_waits_for_the_host_to_read_full_speed_before_it_starts():
     lat = CellTimer(threads=1, sampler=_Quiet, speed=host, min_seconds=0.0, max_seconds=0.04).time(run, None, 1)
     assert 0.1 < lat.noise["host_wait_seconds"] < 0.5 and len(lat.visits) == 2
     assert lat.stable and lat.noise["host_slow_fraction"] < 0.1 and lat.median_ms == pytest.approx(0.2, rel=0.15)
+
+
+def test_a_cells_visits_are_judged_again_once_a_later_cell_of_the_row_finds_the_host_faster():
+    """The host runs at half speed from the start (so its fastest reading is a slow one) through the first
+    three visits (cell A, cell B, cell A): A's two visits agree at half speed, until B's second visit reads
+    full speed. Judged again, A's visits are set aside, and A is measured from two more, at full speed."""
+    state = {"visits": 0}
+
+    class Counting(_Quiet):
+        def start(self):
+            state["visits"] += 1
+
+    def slow() -> bool:
+        return state["visits"] <= 3
+
+    def run(_):
+        end = time.perf_counter() + 2e-4 * (2 if slow() else 1)
+        while time.perf_counter() < end:
+            pass
+
+    host = HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
+    timer = CellTimer(threads=1, sampler=Counting, speed=host, min_seconds=0.0, max_seconds=0.04, wait_seconds=0.0)
+    a, b = timer.time_cells([Cell(run, None, 1), Cell(run, None, 8)])
+    assert [v["kept"] for v in a.visits] == [False, False, True, True] and a.stable
+    assert a.median_ms == pytest.approx(0.2, rel=0.15) and a.noise["host_fastest_us"] == [pytest.approx(10.0)]
+
+
+def test_cells_judged_before_the_host_ran_faster_are_timed_again_if_the_baseline_else_marked_unstable():
+    """A run that begins in a slow stretch takes it for full speed: once the host reads 2x faster, the
+    baseline row (its runner still loaded) is timed again at the end of the run, and another row's cell,
+    whose model is gone, is marked unstable."""
+    from torch import nn
+
+    from quantbench.measure.bounds import MIN_BUFFER, HostBounds
+    from quantbench.pipeline import RunTiming, settle_stale_latency
+    from quantbench.spec import CompareSpec
+
+    state = {"slow": True}
+
+    def run(_):
+        end = time.perf_counter() + 2e-4 * (2 if state["slow"] else 1)
+        while time.perf_counter() < end:
+            pass
+
+    class Task:
+        def latency_input(self, batch_size):
+            import torch
+            return torch.zeros(batch_size, 4)
+
+    host = HostSpeed(loops=(lambda: 2e-5 if state["slow"] else 1e-5,), calibrate_seconds=0.0)
+    timer = CellTimer(threads=1, sampler=_Quiet, speed=host, min_seconds=0.0, max_seconds=0.04)
+    timer.bounds["cpu"] = HostBounds(bandwidth={MIN_BUFFER: 10.0}, peak={"float32": 100.0})
+    base, other = (Row(method=m, config={}, task="t", runtime="torch-cpu", size_bytes=64,
+                       details={"compute_dtype": "float32"}) for m in ("fp32", "rtn"))
+    base.latency, other.latency = [timer.time(run, None, 1)], [timer.time(run, None, 1)]
+    assert base.latency[0].stable and base.latency[0].median_ms == pytest.approx(0.4, rel=0.15)
+    state["slow"] = False
+    host.read()
+    assert timer.stale(base.latency[0]) == pytest.approx(2.0)
+    timing, spec = RunTiming(timer), CompareSpec(batch_sizes=(1,))
+    for row, loaded in ((base, run), (other, None)):
+        settle_stale_latency(row, loaded, nn.Linear(4, 4), Task(), spec, timing)
+    assert base.latency[0].stable and base.latency[0].median_ms == pytest.approx(0.2, rel=0.15)
+    assert "timed again at the end of the run" in base.notes[-1] and timer.stale(base.latency[0]) is None
+    assert other.latency[0].stable is False and "later ran 2.00x faster" in other.latency[0].unstable_reason

@@ -63,9 +63,10 @@ class CellTimer:
             for cell, seen in zip(cells, visits):
                 seen.append(self._watched_visit(cell))
         for _ in range(self.extra_visits if self.speed is not None else 0):
+            visits = [self._rejudged(cell, seen) for cell, seen in zip(cells, visits)]
             for cell, seen in [(cell, seen) for cell, seen in zip(cells, visits) if self._agreeing(seen) is None]:
                 seen.append(self._watched_visit(cell))
-        return [self._summarized(cell, seen) for cell, seen in zip(cells, visits)]
+        return [self._summarized(cell, self._rejudged(cell, seen)) for cell, seen in zip(cells, visits)]
 
     def _watched_visit(self, cell: Cell) -> tuple[Visit, Noise]:
         waited = self._wait_for_full_speed(cell)
@@ -85,6 +86,26 @@ class CellTimer:
         waited = speed.wait_for_full_speed(allowed)
         self.waited_seconds += waited
         return waited
+
+    def _rejudged(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]]:
+        """``seen`` with every visit judged against the host's fastest now (measure/latency.py, ``Visit.judged``)."""
+        return [(v.judged(self._speed(cell)), n) for v, n in seen]
+
+    def stale(self, lat: Latency) -> float | None:
+        """How many times faster than the readings ``lat`` was judged against the host has run since, if
+        by more than ``Limits.visits`` (its rounds may have been timed in a slow stretch it took for full
+        speed: the first cells of a run that began in one), else None."""
+        judged = (lat.noise or {}).get("host_fastest_us")
+        if self.speed is None or not judged:
+            return None
+        faster = max(j / (f * 1e6) for j, f in zip(judged, self.speed.fastest))
+        return faster if faster > 1 + self.limits.visits else None
+
+    def mark_stale(self, lat: Latency, faster: float) -> None:
+        """``lat`` unstable, as ``stale`` found it (``faster``: how much faster the host ran since)."""
+        reason = (f"the host later ran {faster:.2f}x faster than the reference readings this cell was judged "
+                  "against: it may have been timed in a slow stretch taken for full speed; rerun")
+        lat.stable, lat.unstable_reason = False, "; ".join(filter(None, [lat.unstable_reason, reason]))
 
     def _agreeing(self, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]] | None:
         """The fastest ``visits`` of ``seen`` that ran at the host's full speed and agree, or None."""

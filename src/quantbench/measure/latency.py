@@ -99,6 +99,17 @@ class Visit:
     enough: bool
     least_slowed: list[Round] = field(default_factory=list)
     waited_seconds: float = 0.0  # before it started, for the host to read full speed
+    min_full: int = 5  # full-speed rounds it needs to be measured from them
+
+    def judged(self, host: HostSpeed | None) -> "Visit":
+        """The visit with its rounds judged against ``host``'s fastest now: a faster reading seen since it
+        ended (by a later cell) sets aside rounds it ran below that speed."""
+        if host is None:
+            return self
+        full = _at_full_speed(self.rounds, host)
+        enough = len(full) >= self.min_full
+        least = [] if enough else _least_slowed(self.rounds, host, self.min_full)
+        return Visit(self.rounds, full, enough, least, self.waited_seconds, self.min_full)
 
     @property
     def used(self) -> list[Round]:
@@ -222,7 +233,8 @@ def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None,
         if stop.now(full):
             break
     enough = len(full) >= stop.min_full
-    return Visit(rounds, full, enough, [] if enough or host is None else _least_slowed(rounds, host, stop.min_full))
+    least = [] if enough or host is None else _least_slowed(rounds, host, stop.min_full)
+    return Visit(rounds, full, enough, least, min_full=stop.min_full)
 
 
 def _least_slowed(rounds: list[Round], host: HostSpeed, at_least: int) -> list[Round]:
@@ -243,15 +255,17 @@ def _at_full_speed(rounds: list[Round], host: HostSpeed | None) -> list[Round]:
 def host_noise(visits: list[Visit], host: HostSpeed | None) -> dict | None:
     """What the reference loops said: the share of rounds set aside as slowed, how much slower than its
     fastest the host ran at the cell's median reading, whether the numbers come from full-speed
-    rounds (False: in some visit too few ran at full speed, and its least slowed rounds were used), and
-    the seconds the visits waited for the host to read full speed before they started."""
+    rounds (False: in some visit too few ran at full speed, and its least slowed rounds were used),
+    the seconds the visits waited for the host to read full speed before they started, and the
+    loops' fastest readings (us) the rounds were judged against."""
     if host is None:
         return None
     rounds = [r for v in visits for r in v.rounds]
     slowdown = statistics.median(_round_slowdown(r, host) for r in rounds)
     return {"host_slow_fraction": 1 - sum(len(v.full) for v in visits) / len(rounds), "host_slowdown": slowdown,
             "host_full_speed": all(v.enough for v in visits),
-            "host_wait_seconds": sum(v.waited_seconds for v in visits)}
+            "host_wait_seconds": sum(v.waited_seconds for v in visits),
+            "host_fastest_us": [f * 1e6 for f in host.fastest]}
 
 
 def _settling(min_repeats: int, rel_tol: float):
