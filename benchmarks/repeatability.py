@@ -25,9 +25,16 @@ HOG = "import os, time\nos.sched_setaffinity(0, {{{core}}})\nend = time.time() +
 
 
 def run(hidden: tuple[int, ...]) -> dict:
-    """(row label, batch) -> its latency cell, from one default comparison."""
+    """(row label, batch) -> its latency cell, from one default comparison; prints what the run took, how
+    long its visits waited for the host's full speed, and whether the baseline was timed again."""
+    start = time.perf_counter()
     results = compare(CompareSpec(hidden=hidden, progress=False, memory=False))
-    return {(r.label, l.batch_size): l for r in results.rows if r.status == "ok" for l in r.latency}
+    cells = {(r.label, l.batch_size): l for r in results.rows if r.status == "ok" for l in r.latency}
+    waited = sum((lat.noise or {}).get("host_wait_seconds", 0.0) for lat in cells.values())
+    again = [r.label for r in results.rows if any("timed again at the end" in n for n in r.notes)]
+    print(f"  run {hidden}: {time.perf_counter() - start:.0f} s, visits waited {waited:.1f} s for the host's full "
+          f"speed, timed again at the end: {', '.join(again) or 'none'}", flush=True)
+    return cells
 
 
 @contextmanager

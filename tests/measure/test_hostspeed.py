@@ -295,3 +295,19 @@ def test_cells_judged_before_the_host_ran_faster_are_timed_again_if_the_baseline
     assert base.latency[0].stable and base.latency[0].median_ms == pytest.approx(0.2, rel=0.15)
     assert "timed again at the end of the run" in base.notes[-1] and timer.stale(base.latency[0]) is None
     assert other.latency[0].stable is False and "later ran 2.00x faster" in other.latency[0].unstable_reason
+
+
+def test_visits_do_not_wait_for_full_speed_while_other_processes_use_the_cores():
+    """A CPU hog slows the host for good: the first visit waits its 0.05 s in vain; once its counters
+    show the hog, later visits start at once, and the cell names the load."""
+    class Busy(_Quiet):
+        def stop(self):
+            from quantbench.measure.noise import Noise
+            return Noise(1.0, 2, 1.5, 0.0, 0.0, None, None)
+
+    host = Host(slow_from=2)
+    timer = CellTimer(threads=1, sampler=Busy, speed=speed(host), min_seconds=0.0, max_seconds=0.05,
+                      wait_seconds=0.05, wait_share=1.0)
+    lat = timer.time(host.call(2e-4), None, 1)
+    assert len(lat.visits) == 4 and lat.noise["host_wait_seconds"] == pytest.approx(0.05, abs=0.015)
+    assert lat.stable is False and "other processes used 1.50 of the 2 cores" in lat.unstable_reason

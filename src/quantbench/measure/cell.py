@@ -8,7 +8,7 @@ from typing import Callable
 from .bounds import HostBounds, bound_ms
 from .hostspeed import HostSpeed
 from .latency import Latency, Visit, host_noise, summarize_visits, time_alone, time_paired
-from .noise import Limits, Noise, ProcSampler, instability, visits_disagree, worst
+from .noise import Limits, Noise, ProcSampler, instability, others_busy, visits_disagree, worst
 from .runner import Runner
 
 
@@ -47,6 +47,7 @@ class CellTimer:
     wait_share: float = 0.5
     waited_seconds: float = field(default=0.0, init=False)  # so far, over every visit
     timed_seconds: float = field(default=0.0, init=False)
+    others_busy: bool = field(default=False, init=False)  # other processes used the cores in the last visit
 
     def time(self, run: Runner, batch, batch_size: int, baseline: tuple[Runner, object] | None = None) -> Latency:
         """The cell of ``run`` on ``batch``; with a ``baseline`` (its runner and batch), paired with it."""
@@ -75,13 +76,16 @@ class CellTimer:
         visit = self._visit(cell)
         visit.waited_seconds, noise = waited, sampler.stop()
         self.timed_seconds += noise.seconds
+        self.others_busy = others_busy(noise, self.threads, self.limits)
         return visit, noise
 
     def _wait_for_full_speed(self, cell: Cell) -> float:
-        """Seconds waited, within this visit's and the timer's allowance, for the host to read full speed."""
+        """Seconds waited, within this visit's and the timer's allowance, for the host to read full speed;
+        none while other processes were seen using the cores (a load the cell's reason will name, which
+        waiting rarely outlasts: under a CPU hog a default run waited 47 s of 154 s in vain)."""
         speed = self._speed(cell)
         allowed = min(self.wait_seconds, self.wait_seconds + self.wait_share * self.timed_seconds - self.waited_seconds)
-        if speed is None or allowed <= 0:
+        if speed is None or allowed <= 0 or self.others_busy:
             return 0.0
         waited = speed.wait_for_full_speed(allowed)
         self.waited_seconds += waited

@@ -69,8 +69,7 @@ def instability(noise: Noise | None, spread: float, threads: int, limits: Limits
     ``visits``: each visit's median (and ratio to the baseline, which is judged instead when there)."""
     reasons = []
     if noise is not None:
-        idle_cores = max(noise.cores - threads, 0)
-        if noise.other_cores is not None and noise.other_cores > idle_cores + limits.other_cores:
+        if others_busy(noise, threads, limits):
             reasons.append(f"other processes used {noise.other_cores:.2f} of the {noise.cores} cores this process "
                            f"may use while it was timed ({threads} threads)")
         if noise.steal_fraction is not None and noise.steal_fraction > limits.steal:
@@ -89,6 +88,12 @@ def instability(noise: Noise | None, spread: float, threads: int, limits: Limits
     if spread > limits.spread:
         reasons.append(f"samples spread p90/p10 = {spread:.2f} (above {limits.spread})")
     return "; ".join(reasons) or None
+
+
+def others_busy(noise: Noise, threads: int, limits: Limits = Limits()) -> bool:
+    """Other processes used more of the cores than the ``threads`` of this process leave idle."""
+    idle_cores = max(noise.cores - threads, 0)
+    return noise.other_cores is not None and noise.other_cores > idle_cores + limits.other_cores
 
 
 def _waited(host: dict) -> str:
