@@ -7,7 +7,7 @@ from typing import Callable
 
 from .bounds import HostBounds, bound_ms
 from .hostspeed import HostSpeed
-from .latency import Latency, Visit, host_noise, summarize_visits, time_alone, time_paired
+from .latency import Latency, Visit, host_noise, pooled, time_alone, time_paired
 from .noise import Limits, Noise, ProcSampler, instability, others_busy, visits_disagree, worst
 from .runner import Runner
 
@@ -122,11 +122,11 @@ class CellTimer:
         host's share of slow rounds is over every visit, and it ran at full speed if ``visits`` visits did."""
         full = _full_speed(seen)
         kept = self._agreeing(seen) or full or seen
-        lat = summarize_visits([v for v, _ in kept], cell.batch_size, self._speed(cell))
+        lat = pooled([v for v, _ in kept], cell.batch_size)
         lat.visits = [v.summary | {"kept": any(v is k for k, _ in kept)} for v, _ in seen]
+        lat.noise = host_noise([v for v, _ in seen], self._speed(cell))
         if lat.noise is not None:
-            lat.noise = host_noise([v for v, _ in seen], self._speed(cell)) | {
-                "host_full_speed": len(full) >= self.visits, "host_visits_set_aside": len(seen) - len(kept)}
+            lat.noise |= {"host_full_speed": len(full) >= self.visits, "host_visits_set_aside": len(seen) - len(kept)}
         return self._judged(lat, worst([n for _, n in kept]))
 
     def _speed(self, cell: Cell) -> HostSpeed | None:

@@ -172,20 +172,25 @@ def time_paired(run: Runner, batch, base_run: Runner, base_batch, warmup: int = 
 
 
 def summarize_visits(visits: list[Visit], batch_size: int, host: HostSpeed | None) -> Latency:
-    """A cell from its visits' used rounds pooled: the row's distribution from its own samples and,
-    when paired, the ratio to the baseline with its interval; ``visits`` keeps each visit's median
-    (and ratio), so that visits that disagree can be seen."""
+    """A cell from its ``visits`` (``pooled``), with each visit's median (and ratio) in ``visits``, so that
+    visits that disagree can be seen, and what the host's loops said over them."""
+    lat = pooled(visits, batch_size)
+    lat.visits = [dict(v.summary) for v in visits]
+    lat.noise = host_noise(visits, host)
+    return lat
+
+
+def pooled(visits: list[Visit], batch_size: int) -> Latency:
+    """The cell from its visits' used rounds pooled: the row's distribution from its own samples and,
+    when paired, the ratio to the baseline with its interval."""
     used = [r for v in visits for r in v.used]
     lat = summarize(_samples(used, "row"), batch_size)
-    paired = "base" in used[0].times
-    lat.visits = [dict(v.summary) for v in visits]
-    if paired:
+    if "base" in used[0].times:
         log_ratios = _log_ratios(used)
         lat.ratio_to_baseline = math.exp(statistics.fmean(log_ratios))
         lat.ratio_ci = list(ratio_interval(log_ratios))
         lat.baseline_median_ms = statistics.median(_samples(used, "base")) * 1e3
         lat.rounds = len(used)
-    lat.noise = host_noise(visits, host)
     return lat
 
 
