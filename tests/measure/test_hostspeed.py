@@ -110,6 +110,25 @@ class _Quiet:
         return Noise(1.0, 2, 0.0, 0.0, 0.0, None, None)
 
 
+def counting(state: dict) -> type:
+    """A quiet sampler that counts the visits started in ``state["visits"]``."""
+    class Counting(_Quiet):
+        def start(self):
+            state["visits"] += 1
+
+    return Counting
+
+
+def slowed_while(slow):
+    """A 0.2 ms model call and a host whose one loop reads it, both at half speed while ``slow()``."""
+    def run(_):
+        end = time.perf_counter() + 2e-4 * (2 if slow() else 1)
+        while time.perf_counter() < end:
+            pass
+
+    return run, HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
+
+
 def test_rounds_are_judged_again_when_the_host_reads_faster_than_before():
     """The host reads half speed while calibrating and for 3 readings, then full speed: the first rounds,
     judged at full speed when timed, are set aside once the faster readings come."""
@@ -167,21 +186,12 @@ def test_a_cell_whose_first_visits_found_the_host_slow_is_visited_again_and_meas
     the cell is measured from the full-speed ones; with only one of those, it is unstable and says so."""
     state = {"visits": 0}
 
-    class Counting(_Quiet):
-        def start(self):
-            state["visits"] += 1
-
     def slow() -> bool:
         return state["visits"] <= slow_visits
 
-    def run(_):
-        end = time.perf_counter() + 2e-4 * (2 if slow() else 1)
-        while time.perf_counter() < end:
-            pass
-
-    host = HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
+    run, host = slowed_while(slow)
     host.fastest = (1e-5,)
-    lat = CellTimer(threads=1, sampler=Counting, speed=host, min_seconds=0.0, max_seconds=0.04,
+    lat = CellTimer(threads=1, sampler=counting(state), speed=host, min_seconds=0.0, max_seconds=0.04,
                     wait_seconds=0.0).time(run, None, 1)  # no waiting: the host's speed changes with the visits
     assert state["visits"] == 4 and [v["kept"] for v in lat.visits] == [i >= slow_visits for i in range(4)]
     assert lat.noise["host_visits_set_aside"] == slow_visits and lat.noise["host_slow_fraction"] > 0.4
@@ -196,17 +206,13 @@ def test_a_visit_that_disagrees_with_the_others_is_set_aside_once_two_others_agr
     shows): a third visit is made, and the cell is measured from the fastest two that agree."""
     state = {"visits": 0}
 
-    class Counting(_Quiet):
-        def start(self):
-            state["visits"] += 1
-
     def run(_):
         end = time.perf_counter() + 2e-4 * factors[state["visits"] - 1]
         while time.perf_counter() < end:
             pass
 
     host = HostSpeed(loops=(lambda: 1e-5,), calibrate_seconds=0.0)
-    lat = CellTimer(threads=1, sampler=Counting, speed=host, min_seconds=0.0, max_seconds=0.04).time(run, None, 1)
+    lat = CellTimer(threads=1, sampler=counting(state), speed=host, min_seconds=0.0, max_seconds=0.04).time(run, None, 1)
     assert state["visits"] == 3 and [v["kept"] for v in lat.visits] == kept
     assert lat.stable and lat.median_ms == pytest.approx(0.2 * factors[2], rel=0.1)
     assert lat.noise["host_visits_set_aside"] == 1
@@ -220,12 +226,7 @@ def test_a_visit_waits_for_the_host_to_read_full_speed_before_it_starts():
     def slow() -> bool:
         return time.perf_counter() < fast_from
 
-    def run(_):
-        end = time.perf_counter() + 2e-4 * (2 if slow() else 1)
-        while time.perf_counter() < end:
-            pass
-
-    host = HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
+    run, host = slowed_while(slow)
     host.fastest = (1e-5,)
     lat = CellTimer(threads=1, sampler=_Quiet, speed=host, min_seconds=0.0, max_seconds=0.04).time(run, None, 1)
     assert 0.1 < lat.noise["host_wait_seconds"] < 0.5 and len(lat.visits) == 2
@@ -238,20 +239,11 @@ def test_a_cells_visits_are_judged_again_once_a_later_cell_of_the_row_finds_the_
     full speed. Judged again, A's visits are set aside, and A is measured from two more, at full speed."""
     state = {"visits": 0}
 
-    class Counting(_Quiet):
-        def start(self):
-            state["visits"] += 1
-
     def slow() -> bool:
         return state["visits"] <= 3
 
-    def run(_):
-        end = time.perf_counter() + 2e-4 * (2 if slow() else 1)
-        while time.perf_counter() < end:
-            pass
-
-    host = HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
-    timer = CellTimer(threads=1, sampler=Counting, speed=host, min_seconds=0.0, max_seconds=0.04, wait_seconds=0.0)
+    run, host = slowed_while(slow)
+    timer = CellTimer(threads=1, sampler=counting(state), speed=host, min_seconds=0.0, max_seconds=0.04, wait_seconds=0.0)
     a, b = timer.time_cells([Cell(run, None, 1), Cell(run, None, 8)])
     assert [v["kept"] for v in a.visits] == [False, False, True, True] and a.stable
     assert a.median_ms == pytest.approx(0.2, rel=0.15) and a.noise["host_fastest_us"] == [pytest.approx(10.0)]
@@ -268,18 +260,13 @@ def test_cells_judged_before_the_host_ran_faster_are_timed_again_if_the_baseline
     from quantbench.spec import CompareSpec
 
     state = {"slow": True}
-
-    def run(_):
-        end = time.perf_counter() + 2e-4 * (2 if state["slow"] else 1)
-        while time.perf_counter() < end:
-            pass
+    run, host = slowed_while(lambda: state["slow"])
 
     class Task:
         def latency_input(self, batch_size):
             import torch
             return torch.zeros(batch_size, 4)
 
-    host = HostSpeed(loops=(lambda: 2e-5 if state["slow"] else 1e-5,), calibrate_seconds=0.0)
     timer = CellTimer(threads=1, sampler=_Quiet, speed=host, min_seconds=0.0, max_seconds=0.04)
     timer.bounds["cpu"] = HostBounds(bandwidth={MIN_BUFFER: 10.0}, peak={"float32": 100.0})
     base, other = (Row(method=m, config={}, task="t", runtime="torch-cpu", size_bytes=64,
