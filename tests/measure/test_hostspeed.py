@@ -212,7 +212,8 @@ def test_a_visit_that_disagrees_with_the_others_is_set_aside_once_two_others_agr
             pass
 
     host = HostSpeed(loops=(lambda: 1e-5,), calibrate_seconds=0.0)
-    lat = CellTimer(threads=1, sampler=counting(state), speed=host, min_seconds=0.0, max_seconds=0.04).time(run, None, 1)
+    timer = CellTimer(threads=1, sampler=counting(state), speed=host, min_seconds=0.0, max_seconds=0.04)
+    lat = timer.time(run, None, 1)
     assert state["visits"] == 3 and [v["kept"] for v in lat.visits] == kept
     assert lat.stable and lat.median_ms == pytest.approx(0.2 * factors[2], rel=0.1)
     assert lat.noise["host_visits_set_aside"] == 1
@@ -243,7 +244,8 @@ def test_a_cells_visits_are_judged_again_once_a_later_cell_of_the_row_finds_the_
         return state["visits"] <= 3
 
     run, host = slowed_while(slow)
-    timer = CellTimer(threads=1, sampler=counting(state), speed=host, min_seconds=0.0, max_seconds=0.04, wait_seconds=0.0)
+    timer = CellTimer(threads=1, sampler=counting(state), speed=host, min_seconds=0.0, max_seconds=0.04,
+                      wait_seconds=0.0)
     a, b = timer.time_cells([Cell(run, None, 1), Cell(run, None, 8)])
     assert [v["kept"] for v in a.visits] == [False, False, True, True] and a.stable
     assert a.median_ms == pytest.approx(0.2, rel=0.15) and a.noise["host_fastest_us"] == [pytest.approx(10.0)]
@@ -298,3 +300,17 @@ def test_visits_do_not_wait_for_full_speed_while_other_processes_use_the_cores()
     lat = timer.time(host.call(2e-4), None, 1)
     assert len(lat.visits) == 4 and lat.noise["host_wait_seconds"] == pytest.approx(0.05, abs=0.015)
     assert lat.stable is False and "other processes used 1.50 of the 2 cores" in lat.unstable_reason
+
+
+def test_a_cell_on_a_pool_of_its_own_is_judged_stale_against_its_own_loops_readings():
+    """ONNX Runtime-style cells read the first loop alone (``HostSpeed.first_loop_only``): in a run of
+    only such cells, a later faster reading there makes an earlier cell stale too."""
+    state = {"slow": True}
+    run, _ = slowed_while(lambda: state["slow"])
+    host = HostSpeed(loops=(lambda: 2e-5 if state["slow"] else 1e-5, lambda: 1e-5), calibrate_seconds=0.0)
+    timer = CellTimer(threads=2, sampler=_Quiet, speed=host, min_seconds=0.0, max_seconds=0.04)
+    [lat] = timer.time_cells([Cell(run, None, 1, own_threads=True)])
+    assert timer.stale(lat) is None
+    state["slow"] = False
+    host.first_loop_only().read()
+    assert timer.stale(lat) == pytest.approx(2.0)

@@ -24,6 +24,9 @@ pytestmark = pytest.mark.skipif(not hasattr(torch.ops.aten, "_weight_int4pack_mm
 
 IN, OUT, WIDE, SMALL, BATCH = 64, 10, 2048, 64, 1
 ARTIFACT_MULTIPLES = {"rtn": 1 + 2 + 1, "rtn:bits=8,group_size=-1": 1 + 1 + 1, "gptq:act_order=true": 1 + 2 + 1 + 2}
+# Peaks of identical probes spread this much (the 8-bit row: 17.5-21.1 MB in three runs, AMD EPYC, Dec 2026; a
+# fresh-clone suite failed by 0.3 MB on act-order); a whole layer's temporaries at WIDE are 16-34 MB.
+RSS_NOISE = 4_000_000
 
 
 def mlp_task(width: int) -> Task:
@@ -74,7 +77,7 @@ def load_overhead(tmp_path_factory):
 @pytest.mark.parametrize("method", list(ARTIFACT_MULTIPLES))
 def test_weight_only_load_peak_is_bounded_by_the_artifact_and_activations(method, wide_task, load_overhead, tmp_path):
     peak, size = peak_and_size(wide_task, method, tmp_path)
-    bound = load_overhead + ARTIFACT_MULTIPLES[method] * size + block_bytes(WIDE) + activation_bytes(WIDE)
+    bound = load_overhead + ARTIFACT_MULTIPLES[method] * size + block_bytes(WIDE) + activation_bytes(WIDE) + RSS_NOISE
     assert peak <= bound, f"{method}: peak {peak / 1e6:.1f} MB > {bound / 1e6:.1f} MB (artifact {size / 1e6:.1f} MB)"
 
 

@@ -102,7 +102,8 @@ class CellTimer:
         judged = (lat.noise or {}).get("host_fastest_us")
         if self.speed is None or not judged:
             return None
-        faster = max(j / (f * 1e6) for j, f in zip(judged, self.speed.fastest))
+        fastest = (min(self.speed.fastest[0], self.speed.first_loop_only().fastest[0]), *self.speed.fastest[1:])
+        faster = max(j / (f * 1e6) for j, f in zip(judged, fastest))
         return faster if faster > 1 + self.limits.visits else None
 
     def mark_stale(self, lat: Latency, faster: float) -> None:
