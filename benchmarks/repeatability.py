@@ -31,7 +31,7 @@ def run(hidden: tuple[int, ...]) -> dict:
     results = compare(CompareSpec(hidden=hidden, progress=False, memory=False))
     cells = {(r.label, l.batch_size): l for r in results.rows if r.status == "ok" for l in r.latency}
     waited = sum((lat.noise or {}).get("host_wait_seconds", 0.0) for lat in cells.values())
-    again = [r.label for r in results.rows if any("timed again at the end" in n for n in r.notes)]
+    again = [r.label for r in results.rows if "latency_timed_again" in r.details]
     print(f"  run {hidden}: {time.perf_counter() - start:.0f} s, visits waited {waited:.1f} s for the host's full "
           f"speed, timed again at the end: {', '.join(again) or 'none'}", flush=True)
     return cells

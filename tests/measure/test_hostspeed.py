@@ -283,6 +283,7 @@ def test_cells_judged_before_the_host_ran_faster_are_timed_again_if_the_baseline
         settle_stale_latency(row, loaded, nn.Linear(4, 4), Task(), spec, timing)
     assert base.latency[0].stable and base.latency[0].median_ms == pytest.approx(0.2, rel=0.15)
     assert "timed again at the end of the run" in base.notes[-1] and timer.stale(base.latency[0]) is None
+    assert base.details["latency_timed_again"] == pytest.approx(2.0) and "latency_timed_again" not in other.details
     assert other.latency[0].stable is False and "later ran 2.00x faster" in other.latency[0].unstable_reason
 
 

@@ -47,7 +47,7 @@ class CellTimer:
     wait_share: float = 0.5
     waited_seconds: float = field(default=0.0, init=False)  # so far, over every visit
     timed_seconds: float = field(default=0.0, init=False)
-    others_busy: bool = field(default=False, init=False)  # other processes used the cores in the last visit
+    last_visit_contended: bool = field(default=False, init=False)  # other processes used the cores in it
 
     def time(self, run: Runner, batch, batch_size: int, baseline: tuple[Runner, object] | None = None) -> Latency:
         """The cell of ``run`` on ``batch``; with a ``baseline`` (its runner and batch), paired with it."""
@@ -76,7 +76,7 @@ class CellTimer:
         visit = self._visit(cell)
         visit.waited_seconds, noise = waited, sampler.stop()
         self.timed_seconds += noise.seconds
-        self.others_busy = others_busy(noise, self.threads, self.limits)
+        self.last_visit_contended = others_busy(noise, self.threads, self.limits)
         return visit, noise
 
     def _wait_for_full_speed(self, cell: Cell) -> float:
@@ -85,7 +85,7 @@ class CellTimer:
         waiting rarely outlasts: under a CPU hog a default run waited 47 s of 154 s in vain)."""
         speed = self._speed(cell)
         allowed = min(self.wait_seconds, self.wait_seconds + self.wait_share * self.timed_seconds - self.waited_seconds)
-        if speed is None or allowed <= 0 or self.others_busy:
+        if speed is None or allowed <= 0 or self.last_visit_contended:
             return 0.0
         waited = speed.wait_for_full_speed(allowed)
         self.waited_seconds += waited
@@ -102,8 +102,7 @@ class CellTimer:
         judged = (lat.noise or {}).get("host_fastest_us")
         if self.speed is None or not judged:
             return None
-        fastest = (min(self.speed.fastest[0], self.speed.first_loop_only().fastest[0]), *self.speed.fastest[1:])
-        faster = max(j / (f * 1e6) for j, f in zip(judged, fastest))
+        faster = max(j / (f * 1e6) for j, f in zip(judged, self.speed.fastest_seen()))
         return faster if faster > 1 + self.limits.visits else None
 
     def mark_stale(self, lat: Latency, faster: float) -> None:

@@ -74,6 +74,11 @@ class HostSpeed:
             self._first_loop_only = HostSpeed(self.loops[:1], self.slow_above, self.calibrate_seconds)
         return self._first_loop_only
 
+    def fastest_seen(self) -> tuple[float, ...]:
+        """The fastest each loop has run, in this host's readings or in its ``first_loop_only`` view's."""
+        first = self._first_loop_only.fastest[0] if self._first_loop_only is not None else math.inf
+        return (min(self.fastest[0], first), *self.fastest[1:])
+
     def read(self) -> tuple[float, ...]:
         if math.isinf(self.fastest[0]):
             self._calibrate()

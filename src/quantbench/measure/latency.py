@@ -104,12 +104,7 @@ class Visit:
     def judged(self, host: HostSpeed | None) -> "Visit":
         """The visit with its rounds judged against ``host``'s fastest now: a faster reading seen since it
         ended (by a later cell) sets aside rounds it ran below that speed."""
-        if host is None:
-            return self
-        full = _at_full_speed(self.rounds, host)
-        enough = len(full) >= self.min_full
-        least = [] if enough else _least_slowed(self.rounds, host, self.min_full)
-        return Visit(self.rounds, full, enough, least, self.waited_seconds, self.min_full)
+        return judged_visit(self.rounds, host, self.min_full, self.waited_seconds)
 
     @property
     def used(self) -> list[Round]:
@@ -237,9 +232,16 @@ def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None,
             full.append(rounds[-1])
         if stop.now(full):
             break
-    enough = len(full) >= stop.min_full
-    least = [] if enough or host is None else _least_slowed(rounds, host, stop.min_full)
-    return Visit(rounds, full, enough, least, min_full=stop.min_full)
+    return judged_visit(rounds, host, stop.min_full)
+
+
+def judged_visit(rounds: list[Round], host: HostSpeed | None, min_full: int, waited_seconds: float = 0.0) -> Visit:
+    """A visit of ``rounds`` judged against ``host``'s fastest now: its full-speed rounds, whether there
+    are ``min_full`` of them, and if not the least slowed (every round counts without a ``host``)."""
+    full = _at_full_speed(rounds, host)
+    enough = len(full) >= min_full
+    least = [] if enough or host is None else _least_slowed(rounds, host, min_full)
+    return Visit(rounds, full, enough, least, waited_seconds, min_full)
 
 
 def _least_slowed(rounds: list[Round], host: HostSpeed, at_least: int) -> list[Round]:
