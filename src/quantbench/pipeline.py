@@ -109,7 +109,8 @@ def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timin
     for b in spec.batch_sizes:
         batch = task.latency_input(b)
         paired = timed_call(baseline, batch) if baseline is not None else None
-        cells.append(Cell(*timed_call(run, batch), b, baseline=paired, own_threads=getattr(run, "own_threads", False)))
+        cells.append(Cell(*timed_call(run, batch), b, baseline=paired, own_threads=getattr(run, "own_threads", False),
+                          reference=row.runtime if row.is_baseline or baseline is not None else None))
     row.latency = timing.timer.time_cells(cells)
     for lat in row.latency:
         timing.timer.set_bound(lat, bytes_read, timing.macs_at(fp32, task, lat.batch_size),
@@ -117,20 +118,23 @@ def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timin
 
 
 def settle_stale_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timing: RunTiming) -> None:
-    """Cells judged against a host speed the run later beat (``CellTimer.stale``: a run that began in a slow
-    stretch took it for full speed): a baseline row's, whose runner ``run`` is still loaded, are timed
-    again; another row's, whose model is gone, are marked unstable."""
-    stale = [(lat, faster) for lat in row.latency if (faster := timing.timer.stale(lat))]
+    """Cells timed at a speed the run later beat (``CellTimer.stale``: the host's loops or the baseline ran
+    faster later, as when a run begins in a slow stretch taken for full speed): a baseline row's, whose
+    runner ``run`` is still loaded, are timed again; another row's, whose model is gone, are marked unstable."""
+    reference = row.runtime if row.is_baseline or row.runtime in timing.baselines else None
+    stale = [(lat, found) for lat in row.latency if (found := timing.timer.stale(lat, reference))]
     if not stale:
         return
     if run is not None:
         _fill_latency(row, run, fp32, task, spec, timing)
-        row.details["latency_timed_again"] = faster = max(f for _, f in stale)
-        row.notes.append(f"latency timed again at the end of the run: the host later ran {faster:.2f}x faster than "
-                         "the readings its first timing was judged against")
+        found = max(found for _, found in stale)
+        row.details["latency_timed_again"] = found.faster
+        what = "the host's reference loops" if found.by == "host" else "the baseline, beside later rows,"
+        row.notes.append(f"latency timed again at the end of the run: {what} later ran {found.faster:.2f}x faster "
+                         "than in its first timing")
         return
-    for lat, faster in stale:
-        timing.timer.mark_stale(lat, faster)
+    for lat, found in stale:
+        timing.timer.mark_stale(lat, found)
 
 
 def _fill_generation(row: Row, run, task, spec: CompareSpec, timing: RunTiming) -> None:

@@ -277,7 +277,7 @@ def test_cells_judged_before_the_host_ran_faster_are_timed_again_if_the_baseline
     assert base.latency[0].stable and base.latency[0].median_ms == pytest.approx(0.4, rel=0.15)
     state["slow"] = False
     host.read()
-    assert timer.stale(base.latency[0]) == pytest.approx(2.0)
+    assert timer.stale(base.latency[0]) == (pytest.approx(2.0), "host")
     timing, spec = RunTiming(timer), CompareSpec(batch_sizes=(1,))
     for row, loaded in ((base, run), (other, None)):
         settle_stale_latency(row, loaded, nn.Linear(4, 4), Task(), spec, timing)
@@ -314,4 +314,4 @@ def test_a_cell_on_a_pool_of_its_own_is_judged_stale_against_its_own_loops_readi
     assert timer.stale(lat) is None
     state["slow"] = False
     host.first_loop_only().read()
-    assert timer.stale(lat) == pytest.approx(2.0)
+    assert timer.stale(lat) == (pytest.approx(2.0), "host")

@@ -1,9 +1,10 @@
 """One latency cell, as every row gets it: timed alone or paired with its baseline, watched by a
 noise sampler, judged stable or not, and set against its physical bound."""
 import math
+import statistics
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .bounds import HostBounds, bound_ms
 from .hostspeed import HostSpeed
@@ -15,13 +16,24 @@ from .runner import Runner
 @dataclass
 class Cell:
     """What one latency cell times: ``run`` on ``batch``, paired with ``baseline`` (runner, batch) if
-    given; ``own_threads``: the calls run on a thread pool of their own, not torch's."""
+    given; ``own_threads``: the calls run on a thread pool of their own, not torch's. ``reference``
+    names the baseline that this cell times alone or is paired with (the runtime of its fp32 row):
+    the baseline then runs in every cell of the run that names it, and its fastest visit at this
+    batch size judges each visit (``CellTimer.baseline_slowdown``)."""
 
     run: Runner
     batch: object
     batch_size: int
     baseline: tuple[Runner, object] | None = None
     own_threads: bool = False
+    reference: object = None
+
+
+class Stale(NamedTuple):
+    """How many times faster than in a cell the host or its baseline ran later in the run, and which."""
+
+    faster: float
+    by: str  # "host": the reference loops; "baseline": the baseline's own calls
 
 
 @dataclass
@@ -32,7 +44,14 @@ class CellTimer:
     to say what else ran), how many visits each cell gets, how many more a cell may get when too
     few of its visits found the host at full speed, and how long a visit may wait for the host to read
     full speed before it starts: ``wait_seconds`` at most, and over the timer's life no more than
-    ``wait_share`` of the seconds spent timing, plus ``wait_seconds``."""
+    ``wait_share`` of the seconds spent timing, plus ``wait_seconds``.
+
+    A visit is at full speed when the host's loops read full speed through enough of its rounds and,
+    in a cell that names a ``reference``, its baseline ran within ``Limits.visits`` of its fastest
+    visit in the run so far: a slow stretch that the loops do not read (one that slows the cores'
+    memory or vector units, not the scalar loops) shows in the baseline's own calls. Seen on a 2-vCPU
+    Xeon guest (Dec 2026): gptq b1 visits at 36 and 52 us, their ratios to fp32 agreeing, because
+    fp32 beside it ran 1.2-1.5x slower too, while the loops read full speed."""
 
     threads: int
     bounds: dict[str, HostBounds] = field(default_factory=dict)  # device -> what was measured there
@@ -48,6 +67,7 @@ class CellTimer:
     waited_seconds: float = field(default=0.0, init=False)  # so far, over every visit
     timed_seconds: float = field(default=0.0, init=False)
     last_visit_contended: bool = field(default=False, init=False)  # other processes used the cores in it
+    baseline_fastest: dict = field(default_factory=dict, init=False)  # (reference, batch size) -> ms
 
     def time(self, run: Runner, batch, batch_size: int, baseline: tuple[Runner, object] | None = None) -> Latency:
         """The cell of ``run`` on ``batch``; with a ``baseline`` (its runner and batch), paired with it."""
@@ -65,7 +85,7 @@ class CellTimer:
                 seen.append(self._watched_visit(cell))
         for _ in range(self.extra_visits if self.speed is not None else 0):
             visits = [self._rejudged(cell, seen) for cell, seen in zip(cells, visits)]
-            for cell, seen in [(cell, seen) for cell, seen in zip(cells, visits) if self._agreeing(seen) is None]:
+            for cell, seen in [(cell, seen) for cell, seen in zip(cells, visits) if self._agreeing(cell, seen) is None]:
                 seen.append(self._watched_visit(cell))
         return [self._summarized(cell, self._rejudged(cell, seen)) for cell, seen in zip(cells, visits)]
 
@@ -75,6 +95,7 @@ class CellTimer:
         sampler.start()
         visit = self._visit(cell)
         visit.waited_seconds, noise = waited, sampler.stop()
+        self._note_baseline(cell, visit)
         self.timed_seconds += noise.seconds
         self.last_visit_contended = others_busy(noise, self.threads, self.limits)
         return visit, noise
@@ -95,38 +116,68 @@ class CellTimer:
         """``seen`` with every visit judged against the host's fastest now (measure/latency.py, ``Visit.judged``)."""
         return [(v.judged(self._speed(cell)), n) for v, n in seen]
 
-    def stale(self, lat: Latency) -> float | None:
-        """How many times faster than the readings ``lat`` was judged against the host has run since, if
-        by more than ``Limits.visits`` (its rounds may have been timed in a slow stretch it took for full
-        speed: the first cells of a run that began in one), else None."""
-        judged = (lat.noise or {}).get("host_fastest_us")
-        if self.speed is None or not judged:
-            return None
-        faster = max(j / (f * 1e6) for j, f in zip(judged, self.speed.fastest_seen()))
-        return faster if faster > 1 + self.limits.visits else None
+    def _note_baseline(self, cell: Cell, visit: Visit) -> None:
+        if cell.reference is not None:
+            key, ms = (cell.reference, cell.batch_size), _baseline_ms(visit.summary)
+            self.baseline_fastest[key] = min(self.baseline_fastest.get(key, ms), ms)
 
-    def mark_stale(self, lat: Latency, faster: float) -> None:
-        """``lat`` unstable, as ``stale`` found it (``faster``: how much faster the host ran since)."""
-        reason = (f"the host later ran {faster:.2f}x faster than the reference readings this cell was judged "
-                  "against: it may have been timed in a slow stretch taken for full speed; rerun")
+    def baseline_slowdown(self, reference, batch_size: int, baseline_ms: float) -> float:
+        """How many times slower than its fastest visit in the run so far the baseline ``reference`` ran at
+        ``batch_size`` where it took ``baseline_ms`` (1.0 without such a baseline)."""
+        fastest = self.baseline_fastest.get((reference, batch_size))
+        return baseline_ms / fastest if reference is not None and fastest else 1.0
+
+    def _visit_baseline_slowdown(self, cell: Cell, visit: Visit) -> float:
+        return self.baseline_slowdown(cell.reference, cell.batch_size, _baseline_ms(visit.summary))
+
+    def stale(self, lat: Latency, reference=None) -> Stale | None:
+        """How many times faster than in ``lat`` the host (its reference loops) or the baseline ``reference``
+        ``lat`` times or is paired with ran later in the run, if by more than ``Limits.visits``: its rounds
+        may have been timed in a slow stretch taken for full speed (the first cells of a run that began
+        in one), else None."""
+        judged = (lat.noise or {}).get("host_fastest_us")
+        seen = [Stale(self.baseline_slowdown(reference, lat.batch_size, lat.baseline_median_ms or lat.median_ms),
+                      "baseline")]
+        if self.speed is not None and judged:
+            seen.append(Stale(max(j / (f * 1e6) for j, f in zip(judged, self.speed.fastest_seen())), "host"))
+        worst_seen = max(seen)
+        return worst_seen if worst_seen.faster > 1 + self.limits.visits else None
+
+    def mark_stale(self, lat: Latency, stale: Stale) -> None:
+        """``lat`` unstable, as ``stale`` found it."""
+        what = ("the host later ran {:.2f}x faster than the reference readings this cell was judged against"
+                if stale.by == "host" else "the baseline later ran {:.2f}x faster than in this cell")
+        reason = what.format(stale.faster) + ": it may have been timed in a slow stretch taken for full speed; rerun"
         lat.stable, lat.unstable_reason = False, "; ".join(filter(None, [lat.unstable_reason, reason]))
 
-    def _agreeing(self, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]] | None:
-        """The fastest ``visits`` of ``seen`` that ran at the host's full speed and agree, or None."""
-        groups = sorted(combinations(_full_speed(seen), self.visits), key=lambda g: sum(_answer(v) for v, _ in g))
+    def _full_speed(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]]:
+        """The visits of ``seen`` that ran at full speed: by the host's loops, and by the baseline's calls."""
+        return [(v, n) for v, n in seen
+                if v.enough and self._visit_baseline_slowdown(cell, v) <= 1 + self.limits.visits]
+
+    def _agreeing(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]] | None:
+        """The fastest ``visits`` of ``seen`` that ran at full speed and agree, or None."""
+        groups = sorted(combinations(self._full_speed(cell, seen), self.visits),
+                        key=lambda g: sum(_answer(v) for v, _ in g))
         agree = (list(g) for g in groups if not visits_disagree([v.summary for v, _ in g], self.limits.visits))
         return next(agree, None)
 
     def _summarized(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> Latency:
         """The cell from its agreeing full-speed visits, else from its full-speed ones, else from all; the
-        host's share of slow rounds is over every visit, and it ran at full speed if ``visits`` visits did."""
-        full = _full_speed(seen)
-        kept = self._agreeing(seen) or full or seen
+        host's share of slow rounds is over every visit, and it ran at full speed if ``visits`` visits did
+        (by the loops and by the baseline); the baseline's slowdown is its median over the visits."""
+        full = self._full_speed(cell, seen)
+        kept = self._agreeing(cell, seen) or full or seen
         lat = pooled([v for v, _ in kept], cell.batch_size)
         lat.visits = [v.summary | {"kept": any(v is k for k, _ in kept)} for v, _ in seen]
         lat.noise = host_noise([v for v, _ in seen], self._speed(cell))
         if lat.noise is not None:
             lat.noise |= {"host_full_speed": len(full) >= self.visits, "host_visits_set_aside": len(seen) - len(kept)}
+        if cell.reference is not None:
+            slowdowns = [self._visit_baseline_slowdown(cell, v) for v, _ in seen]
+            lat.noise = (lat.noise or {}) | {
+                "host_full_speed": len(full) >= self.visits, "baseline_slowdown": statistics.median(slowdowns),
+                "baseline_slow_visits": sum(s > 1 + self.limits.visits for s in slowdowns)}
         return self._judged(lat, worst([n for _, n in kept]))
 
     def _speed(self, cell: Cell) -> HostSpeed | None:
@@ -160,8 +211,9 @@ class CellTimer:
         lat.fraction_of_bound = bound.ms / lat.median_ms if lat.median_ms > 0 else None
 
 
-def _full_speed(seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]]:
-    return [(v, n) for v, n in seen if v.enough]
+def _baseline_ms(summary: dict) -> float:
+    """The baseline's median in a visit's ``summary``: its paired side's, else (the baseline timed alone) its own."""
+    return summary.get("baseline_median_ms", summary["median_ms"])
 
 
 def _answer(visit: Visit) -> float:

@@ -114,10 +114,12 @@ class Visit:
 
     @cached_property
     def summary(self) -> dict:
-        """The visit's median (ms) from its used rounds, and its ratio to the baseline when paired."""
+        """The visit's median (ms) from its used rounds, and when paired its ratio to the baseline and the
+        baseline's median (ms)."""
         entry = {"median_ms": statistics.median(_samples(self.used, "row")) * 1e3}
         if "base" in self.used[0].times:
             entry["ratio_to_baseline"] = math.exp(statistics.fmean(_log_ratios(self.used)))
+            entry["baseline_median_ms"] = statistics.median(_samples(self.used, "base")) * 1e3
         return entry
 
 

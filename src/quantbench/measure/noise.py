@@ -64,8 +64,9 @@ def instability(noise: Noise | None, spread: float, threads: int, limits: Limits
                 host: dict | None = None, visits: list[dict] | None = None) -> str | None:
     """Why a cell measured under ``noise`` with samples of p90/p10 ``spread`` (timed with ``threads``
     threads) cannot be trusted, or None; what the counters name comes first. ``host``: what the
-    reference loop said (measure/latency.py's ``host_*`` entries); a cell whose numbers could not come
-    from full-speed rounds is unstable.
+    reference loops said (measure/latency.py's ``host_*`` entries) and how much slower than its fastest
+    the baseline ran beside it (``baseline_*``, measure/cell.py); a cell whose numbers could not come
+    from full-speed visits is unstable.
     ``visits``: each visit's median (and ratio to the baseline, which is judged instead when there)."""
     reasons = []
     if noise is not None:
@@ -77,11 +78,7 @@ def instability(noise: Noise | None, spread: float, threads: int, limits: Limits
         if noise.run_queue_wait is not None and noise.run_queue_wait > limits.run_queue_wait:
             reasons.append(f"this process's threads waited {noise.run_queue_wait:.2f} s per second for a free core")
     if host and host.get("host_full_speed") is False:
-        reasons.append(f"the host ran below its full speed for {100 * host['host_slow_fraction']:.0f}% of the cell "
-                       f"(fixed reference loops took {host['host_slowdown']:.2f}x their fastest time in this run; "
-                       "unless another reason here names the load, that is another tenant on these cores or a lower "
-                       "clock; the numbers come from its full-speed visits, or else the rounds it ran fastest in"
-                       f"{_waited(host)}); rerun")
+        reasons.append(_below_full_speed(host))
     disagreement = visits_disagree(visits or [], limits.visits)
     if disagreement:
         reasons.append(disagreement)
@@ -94,6 +91,21 @@ def others_busy(noise: Noise, threads: int, limits: Limits = Limits()) -> bool:
     """Other processes used more of the cores than the ``threads`` of this process leave idle."""
     idle_cores = max(noise.cores - threads, 0)
     return noise.other_cores is not None and noise.other_cores > idle_cores + limits.other_cores
+
+
+def _below_full_speed(host: dict) -> str:
+    """Why too few of a cell's visits ran at the host's full speed: what the reference loops read, what
+    the baseline's own calls did."""
+    said = []
+    if "host_slow_fraction" in host:
+        said.append(f"for {100 * host['host_slow_fraction']:.0f}% of the cell's rounds by fixed reference loops (at "
+                    f"{host['host_slowdown']:.2f}x their fastest time in this run)")
+    if host.get("baseline_slow_visits"):
+        said.append(f"in {host['baseline_slow_visits']} of its visits by the baseline run beside it (at "
+                    f"{host['baseline_slowdown']:.2f}x its fastest in this run, a slowdown the loops may miss)")
+    return (f"the host ran below its full speed {' and '.join(said or ['in too many of its visits'])}; unless another reason here names the load, "
+            "that is another tenant on these cores or a lower clock; the numbers come from its full-speed visits, "
+            f"or else the rounds it ran fastest in{_waited(host)}; rerun")
 
 
 def _waited(host: dict) -> str:
