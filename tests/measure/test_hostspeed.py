@@ -5,7 +5,7 @@ import time
 import pytest
 
 from quantbench.measure.cell import Cell, CellTimer
-from quantbench.measure.hostspeed import HostSpeed, PoolLoop, reference_loop
+from quantbench.measure.hostspeed import CacheLoop, HostSpeed, PoolLoop, reference_loop
 from quantbench.measure.latency import measure_latency, measure_paired
 from quantbench.report.speed import speed_claim
 from quantbench.results import Row
@@ -57,6 +57,12 @@ def test_each_loop_is_judged_against_its_own_fastest_and_the_slowest_decides():
     assert host.read() == (1.0, 10.0) and host.at_full_speed((1.0, 10.0))
     assert host.read() == (1.0, 25.0) and host.slowdown((1.0, 25.0)) == pytest.approx(2.5)
     assert not host.at_full_speed((1.0, 25.0)) and 0 < PoolLoop()() < 0.1
+
+
+def test_the_default_loops_read_the_timing_core_the_pool_and_the_caches():
+    loops = HostSpeed().loops
+    assert [type(loop) for loop in loops[1:]] == [PoolLoop, CacheLoop] and loops[0] is reference_loop
+    assert loops[2].nbytes == 4 << 20 and 0 < loops[2]() < 0.1 and loops[2].buffer.numel() == 1 << 20
 
 
 def test_rounds_the_other_threads_cores_ran_slow_are_set_aside_though_the_timing_core_ran_fast():

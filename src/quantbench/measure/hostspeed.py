@@ -15,6 +15,13 @@ while the timing core's loop read full speed and this loop read slow (Dec 2026, 
 ~1 ms rounds): with both loops judged, 0.25 s windows of the call's full-speed rounds agreed within
 1-1.3% CV, against 5-10% with the first loop alone, at the cost of fewer rounds kept. Calls on a
 pool of their own (ONNX Runtime's) are judged by the first loop alone: that pool is not read.
+
+A third loop reads the cores' caches: a sum over a 4 MiB buffer, past a core's L2 (``CacheLoop``).
+On a 2-vCPU Xeon guest (Dec 2026; 2 MiB of L2 per core) fp32 batch-1 calls ran 1.5-2x slow for
+stretches of 0.2 s to minutes while the other two loops read full speed: a neighbour evicting the
+caches. Over a 40 s trace this read tracked the slowdown at 0.95 correlation (0.2 s windows), the
+others at 0.04-0.12; with it, 3 default runs gave 5 and 6 rows of 6 within 5% batch-1 CV against 4
+and 4 without (alternating runs), though it set aside 64-84% of the rounds there.
 """
 import math
 import time
@@ -51,16 +58,32 @@ class PoolLoop:
         return time.perf_counter() - start
 
 
+class CacheLoop:
+    """Seconds for a sum over ``nbytes`` of float32, split over torch's intra-op threads: data that does not
+    stay in a core's L2, so a reading slows when something else fills the caches."""
+
+    def __init__(self, nbytes: int = 4 << 20):
+        self.nbytes = nbytes
+        self.buffer: torch.Tensor | None = None
+
+    def __call__(self) -> float:
+        if self.buffer is None:
+            self.buffer = torch.zeros(self.nbytes // 4)
+        start = time.perf_counter()
+        self.buffer.sum()
+        return time.perf_counter() - start
+
+
 class HostSpeed:
     """Readings of the ``loops`` and the fastest each has run (the host's full speed in this process).
     A reading is, per loop, the faster of two calls after one that warms its code back into the
     caches (the first after a model call runs ~20% slow); a round is at full speed if its readings
     are within ``slow_above`` of the fastest, loop by loop. ``read_seconds``: what one reading costs.
-    The default loops: ``reference_loop`` on the timing thread's core, and a ``PoolLoop`` over the
-    other threads' cores."""
+    The default loops: ``reference_loop`` on the timing thread's core, a ``PoolLoop`` over the other
+    threads' cores, and a ``CacheLoop`` through the caches."""
 
     def __init__(self, loops=None, slow_above: float = 1.3, calibrate_seconds: float = 0.2):
-        self.loops = tuple(loops) if loops is not None else (reference_loop, PoolLoop())
+        self.loops = tuple(loops) if loops is not None else (reference_loop, PoolLoop(), CacheLoop())
         self.slow_above, self.calibrate_seconds = slow_above, calibrate_seconds
         self.fastest = (math.inf,) * len(self.loops)
         self.read_seconds = 0.0
