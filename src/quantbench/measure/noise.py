@@ -103,9 +103,10 @@ def _below_full_speed(host: dict) -> str:
     if host.get("baseline_slow_visits"):
         said.append(f"in {host['baseline_slow_visits']} of its visits by the baseline run beside it (at "
                     f"{host['baseline_slowdown']:.2f}x its fastest in this run, a slowdown the loops may miss)")
-    return (f"the host ran below its full speed {' and '.join(said or ['in too many of its visits'])}; unless another reason here names the load, "
-            "that is another tenant on these cores or a lower clock; the numbers come from its full-speed visits, "
-            f"or else the rounds it ran fastest in{_waited(host)}; rerun")
+    where = " and ".join(said or ["in too many of its visits"])
+    return (f"the host ran below its full speed {where}; unless another reason here names the load, that is another "
+            "tenant on these cores or a lower clock; the numbers come from its full-speed visits, or else the rounds "
+            f"it ran fastest in{_waited(host)}; rerun")
 
 
 def _waited(host: dict) -> str:
