@@ -2,10 +2,8 @@
 reference loops cannot: a visit in which it ran slower than its fastest is set aside, a cell whose
 every visit found it slow is unstable, and a cell timed before it ran faster is stale."""
 import re
-import time
 
 import pytest
-import torch
 from torch import nn
 
 from quantbench.measure.bounds import MIN_BUFFER, HostBounds
@@ -15,16 +13,7 @@ from quantbench.pipeline import RunTiming, _fill_latency, settle_stale_latency
 from quantbench.results import Row
 from quantbench.spec import CompareSpec
 
-from .test_hostspeed import _Quiet, counting
-
-
-def busy(seconds: float, slow):
-    """A model call of ``seconds``, twice that while ``slow()``."""
-    def run(_):
-        end = time.perf_counter() + seconds * (2 if slow() else 1)
-        while time.perf_counter() < end:
-            pass
-    return run
+from .test_hostspeed import Task, _Quiet, busy, counting
 
 
 def steady_timer(**kw) -> CellTimer:
@@ -63,11 +52,6 @@ def test_a_cell_whose_baseline_ran_slow_in_all_visits_but_one_is_unstable_and_sa
     assert f"in {slow_visits} of its visits by the baseline" in lat.unstable_reason
     slower = re.search(r"by the baseline run beside it \(at ([0-9.]+)x its fastest", lat.unstable_reason)
     assert slower and float(slower.group(1)) == pytest.approx(2.0, rel=0.15)
-
-
-class Task:
-    def latency_input(self, batch_size):
-        return torch.zeros(batch_size, 4)
 
 
 def test_cells_timed_before_the_baseline_ran_faster_are_timed_again_or_marked_unstable():

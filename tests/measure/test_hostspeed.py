@@ -31,11 +31,24 @@ class Host:
 
     def call(self, seconds: float):
         """A model call of ``seconds`` at full speed, twice that when the host is slow."""
-        def run(_):
-            end = time.perf_counter() + seconds * (2 if self.slow else 1)
-            while time.perf_counter() < end:
-                pass
-        return run
+        return busy(seconds, lambda: self.slow)
+
+
+def busy(seconds: float, slow):
+    """A model call of ``seconds``, twice that while ``slow()``."""
+    def run(_):
+        end = time.perf_counter() + seconds * (2 if slow() else 1)
+        while time.perf_counter() < end:
+            pass
+    return run
+
+
+class Task:
+    """A task whose latency input is a batch of zeros."""
+
+    def latency_input(self, batch_size):
+        import torch
+        return torch.zeros(batch_size, 4)
 
 
 def speed(host: Host) -> HostSpeed:
@@ -127,12 +140,7 @@ def counting(state: dict) -> type:
 
 def slowed_while(slow):
     """A 0.2 ms model call and a host whose one loop reads it, both at half speed while ``slow()``."""
-    def run(_):
-        end = time.perf_counter() + 2e-4 * (2 if slow() else 1)
-        while time.perf_counter() < end:
-            pass
-
-    return run, HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
+    return busy(2e-4, slow), HostSpeed(loops=(lambda: 2e-5 if slow() else 1e-5,), calibrate_seconds=0.0)
 
 
 def test_rounds_are_judged_again_when_the_host_reads_faster_than_before():
@@ -269,11 +277,6 @@ def test_cells_judged_before_the_host_ran_faster_are_timed_again_if_the_baseline
 
     state = {"slow": True}
     run, host = slowed_while(lambda: state["slow"])
-
-    class Task:
-        def latency_input(self, batch_size):
-            import torch
-            return torch.zeros(batch_size, 4)
 
     timer = CellTimer(threads=1, sampler=_Quiet, speed=host, min_seconds=0.0, max_seconds=0.04)
     timer.bounds["cpu"] = HostBounds(bandwidth={MIN_BUFFER: 10.0}, peak={"float32": 100.0})

@@ -124,7 +124,7 @@ class CellTimer:
         """How many times slower than its fastest visit in the run so far the baseline ``reference`` ran at
         ``batch_size`` where it took ``baseline_ms`` (1.0 without such a baseline)."""
         fastest = self.baseline_fastest.get((reference, batch_size))
-        return baseline_ms / fastest if reference is not None and fastest else 1.0
+        return baseline_ms / fastest if fastest else 1.0
 
     def _visit_baseline_slowdown(self, cell: Cell, visit: Visit) -> float:
         return self.baseline_slowdown(cell.reference, cell.batch_size, _baseline_ms(visit.summary))

@@ -21,7 +21,11 @@ On a 2-vCPU Xeon guest (Dec 2026; 2 MiB of L2 per core) fp32 batch-1 calls ran 1
 stretches of 0.2 s to minutes while the other two loops read full speed: a neighbour evicting the
 caches. Over a 40 s trace this read tracked the slowdown at 0.95 correlation (0.2 s windows), the
 others at 0.04-0.12; with it, 3 default runs gave 5 and 6 rows of 6 within 5% batch-1 CV against 4
-and 4 without (alternating runs), though it set aside 64-84% of the rounds there.
+and 4 without (alternating runs), though it set aside 64-84% of the rounds there. It costs: a
+reading takes ~0.25 ms at 2 threads (~0.09 ms with the other two alone), so rounds, ten readings long
+at least, grew from ~1 ms to ~3 ms; and it leaves the caches holding its buffer, so a round's first
+model calls read their weights from further out (the A/B's fp32 batch-1 medians agreed, 26.0-27.1 us
+with it and 25.9-27.0 without).
 """
 import math
 import time

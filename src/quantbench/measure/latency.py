@@ -2,7 +2,8 @@
 with a baseline: the two interleaved in alternating rounds, so that a burst of load hits both and the
 ratio of their times is measured round by round, with a confidence interval.
 
-Both time in rounds of about a millisecond. Given a ``HostSpeed``, its reference loops are read between
+Both time in rounds of at least a millisecond and of ``READINGS_PER_ROUND`` host readings (~3 ms with
+the default three loops at 2 threads). Given a ``HostSpeed``, its reference loops are read between
 rounds, and the cell's numbers come from the rounds the host ran at its full speed (measure/hostspeed.py
 says why); the rest are counted (``noise.host_slow_fraction``), and if too few ran at full speed by
 the deadline and ``max_seconds`` more, the quarter of the rounds it ran fastest in are used and the
@@ -24,7 +25,9 @@ from .runner import Runner
 # A round is short: on a 2-vCPU cloud guest (Dec 2026) the host's full-speed stretches lasted 0.15 ms
 # (median) to 4 ms at most, so a 5 ms round never ran at full speed throughout, and rounds of ~1 ms
 # kept 2-9x more full-speed rounds than rounds of ~9 ms. Reading the host's speed between them costs
-# ``1 / READINGS_PER_ROUND`` of the timing (~6% at 2 threads there).
+# ``1 / READINGS_PER_ROUND`` of the timing (~6% at 2 threads there). Since the cache loop (2026-12-07)
+# a reading takes ~0.25-0.3 ms at 2 threads (0.09-0.1 ms before), so rounds are ~3 ms: fewer rounds per
+# cell, and on a host whose fast stretches last ~1 ms, fewer of them at full speed (not measured there).
 ROUND_SECONDS = 0.001
 READINGS_PER_ROUND = 10
 
