@@ -106,14 +106,16 @@ def test_a_paired_ratio_comes_from_full_speed_rounds_too():
 
 
 def test_a_cell_the_host_ran_slow_throughout_waits_within_its_allowance_is_unstable_and_states_no_ratio():
+    """Three visits in a row find the host slow (two, and one extra): the second extra is not made."""
     host = Host(slow_from=2)  # full speed while calibrating and for the first reading, then half
     timer = CellTimer(threads=1, sampler=_Quiet, speed=speed(host), min_seconds=0.0, max_seconds=0.05,
                       wait_seconds=0.05, wait_share=0.01)  # each visit timed 1 s (_Quiet) adds 0.01 s of waiting
     lat = timer.time(host.call(2e-4), None, 1, baseline=(host.call(1e-4), None))
-    assert len(lat.visits) == 4 and lat.noise["host_wait_seconds"] == pytest.approx(0.05 + 3 * 0.01, abs=0.015)
+    assert len(lat.visits) == 3 and lat.noise["host_wait_seconds"] == pytest.approx(0.05 + 2 * 0.01, abs=0.015)
     assert lat.stable is False and "host ran below its full speed for 100% of the cell" in lat.unstable_reason
     assert "2.00x their fastest" in lat.unstable_reason and lat.noise["host_full_speed"] is False
     assert "first waited 0.1 s in all for full speed" in lat.unstable_reason
+    assert lat.noise["host_visits_skipped"] == 1 and "1 extra visit not made" in lat.unstable_reason
     assert lat.median_ms == pytest.approx(0.4, rel=0.2)  # the least slowed rounds are slow too, and it says so
     row = Row(method="rtn", config={}, task="t", runtime="torch-cpu", latency=[lat])
     base = Row(method="fp32", config={}, task="t", runtime="torch-cpu", latency=[lat])
@@ -206,7 +208,7 @@ def test_a_cell_whose_first_visits_found_the_host_slow_is_visited_again_and_meas
     run, host = slowed_while(slow)
     host.fastest = (1e-5,)
     lat = CellTimer(threads=1, sampler=counting(state), speed=host, min_seconds=0.0, max_seconds=0.04,
-                    wait_seconds=0.0).time(run, None, 1)  # no waiting: the host's speed changes with the visits
+                    wait_seconds=0.0, give_up_after=9).time(run, None, 1)  # no waiting: the host's speed changes
     assert state["visits"] == 4 and [v["kept"] for v in lat.visits] == [i >= slow_visits for i in range(4)]
     assert lat.noise["host_visits_set_aside"] == slow_visits and lat.noise["host_slow_fraction"] > 0.4
     assert lat.stable is stable and lat.median_ms == pytest.approx(0.2, rel=0.15)
@@ -306,10 +308,41 @@ def test_visits_do_not_wait_for_full_speed_while_other_processes_use_the_cores()
 
     host = Host(slow_from=2)
     timer = CellTimer(threads=1, sampler=Busy, speed=speed(host), min_seconds=0.0, max_seconds=0.05,
-                      wait_seconds=0.05, wait_share=1.0)
+                      wait_seconds=0.05, wait_share=1.0, give_up_after=9)
     lat = timer.time(host.call(2e-4), None, 1)
     assert len(lat.visits) == 4 and lat.noise["host_wait_seconds"] == pytest.approx(0.05, abs=0.015)
     assert lat.stable is False and "other processes used 1.50 of the 2 cores" in lat.unstable_reason
+
+
+def test_after_three_slow_visits_in_a_row_visits_neither_wait_nor_run_on_nor_are_made_again_until_one_is_fast():
+    """The host runs at half speed through a row's two cells (visits A, B, A, B): the first three wait and,
+    short of full-speed rounds, run past their deadline; the fourth does neither, and no extra visit is
+    made. Once the host is fast, a visit finds it so, and the next cell is timed as before."""
+    state = {"slow": True}
+    run, host = slowed_while(lambda: state["slow"])
+    host.fastest = (1e-5,)
+    spans = []
+
+    class Clocked(_Quiet):
+        def start(self):
+            self.began = time.perf_counter()
+
+        def stop(self):
+            spans.append(time.perf_counter() - self.began)
+            return super().stop()
+
+    timer = CellTimer(threads=1, sampler=Clocked, speed=host, min_seconds=0.0, max_seconds=0.2, wait_seconds=0.05,
+                      wait_share=1.0)  # a visit: 0.1 s, and 0.1 s more for full-speed rounds
+    a, b = timer.time_cells([Cell(run, None, 1), Cell(run, None, 8)])
+    assert len(a.visits) == len(b.visits) == 2 and timer.host_slow_throughout
+    assert a.noise["host_visits_skipped"] == b.noise["host_visits_skipped"] == 2
+    assert a.noise["host_wait_seconds"] == pytest.approx(0.1, abs=0.02)
+    assert b.noise["host_wait_seconds"] == pytest.approx(0.05, abs=0.015)
+    assert spans[3] < 0.75 * min(spans[:3])
+    assert a.stable is False and "2 extra visits not made" in a.unstable_reason
+    state["slow"] = False
+    [c] = timer.time_cells([Cell(run, None, 1)])
+    assert c.stable and c.noise["host_visits_skipped"] == 0 and not timer.host_slow_throughout
 
 
 def test_a_cell_on_a_pool_of_its_own_is_judged_stale_against_its_own_loops_readings():

@@ -44,7 +44,11 @@ class CellTimer:
     to say what else ran), how many visits each cell gets, how many more a cell may get when too
     few of its visits found the host at full speed, and how long a visit may wait for the host to read
     full speed before it starts: ``wait_seconds`` at most, and over the timer's life no more than
-    ``wait_share`` of the seconds spent timing, plus ``wait_seconds``.
+    ``wait_share`` of the seconds spent timing, plus ``wait_seconds``. Once ``give_up_after`` visits in a
+    row found too few full-speed rounds (the host slow throughout, as for whole runs on a 2-vCPU Xeon
+    guest, Dec 2026), visits neither wait nor run past their deadline for full-speed rounds, and no
+    extra visits are made, until a visit finds the host at full speed again: the cells are unstable
+    either way, and the waits and extra visits had only made the run several times longer.
 
     A visit is at full speed when the host's loops read full speed through enough of its rounds and,
     in a cell that names a ``reference``, its baseline ran within ``Limits.visits`` of its fastest
@@ -63,9 +67,11 @@ class CellTimer:
     extra_visits: int = 2
     wait_seconds: float = 5.0
     wait_share: float = 0.5
+    give_up_after: int = 3
     waited_seconds: float = field(default=0.0, init=False)  # so far, over every visit
     timed_seconds: float = field(default=0.0, init=False)
     last_visit_contended: bool = field(default=False, init=False)  # other processes used the cores in it
+    slow_visits_in_a_row: int = field(default=0, init=False)  # too few full-speed rounds, by the loops
     baseline_fastest: dict = field(default_factory=dict, init=False)  # (reference, batch size) -> ms
 
     def time(self, run: Runner, batch, batch_size: int, baseline: tuple[Runner, object] | None = None) -> Latency:
@@ -82,11 +88,23 @@ class CellTimer:
         for _ in range(self.visits):
             for cell, seen in zip(cells, visits):
                 seen.append(self._watched_visit(cell))
+        skipped = [0 for _ in cells]
         for _ in range(self.extra_visits if self.speed is not None else 0):
             visits = [self._rejudged(cell, seen) for cell, seen in zip(cells, visits)]
-            for cell, seen in [(cell, seen) for cell, seen in zip(cells, visits) if self._agreeing(cell, seen) is None]:
-                seen.append(self._watched_visit(cell))
-        return [self._summarized(cell, self._rejudged(cell, seen)) for cell, seen in zip(cells, visits)]
+            for i, (cell, seen) in enumerate(zip(cells, visits)):
+                if self._agreeing(cell, seen) is not None:
+                    continue
+                if self.host_slow_throughout:
+                    skipped[i] += 1
+                else:
+                    seen.append(self._watched_visit(cell))
+        return [self._summarized(cell, self._rejudged(cell, seen), skipped=n)
+                for cell, seen, n in zip(cells, visits, skipped)]
+
+    @property
+    def host_slow_throughout(self) -> bool:
+        """The last ``give_up_after`` visits all found too few rounds at the host's full speed."""
+        return self.speed is not None and self.slow_visits_in_a_row >= self.give_up_after
 
     def _watched_visit(self, cell: Cell) -> tuple[Visit, Noise]:
         waited = self._wait_for_full_speed(cell)
@@ -95,6 +113,7 @@ class CellTimer:
         visit = self._visit(cell)
         visit.waited_seconds, noise = waited, sampler.stop()
         self._note_baseline(cell, visit)
+        self.slow_visits_in_a_row = 0 if visit.enough else self.slow_visits_in_a_row + 1
         self.timed_seconds += noise.seconds
         self.last_visit_contended = others_busy(noise, self.threads, self.limits)
         return visit, noise
@@ -102,10 +121,11 @@ class CellTimer:
     def _wait_for_full_speed(self, cell: Cell) -> float:
         """Seconds waited, within this visit's and the timer's allowance, for the host to read full speed;
         none while other processes were seen using the cores (a load the cell's reason will name, which
-        waiting rarely outlasts: under a CPU hog a default run waited 47 s of 154 s in vain)."""
+        waiting rarely outlasts: under a CPU hog a default run waited 47 s of 154 s in vain), nor while the
+        host has run slow throughout the last visits (``host_slow_throughout``)."""
         speed = self._speed(cell)
         allowed = min(self.wait_seconds, self.wait_seconds + self.wait_share * self.timed_seconds - self.waited_seconds)
-        if speed is None or allowed <= 0 or self.last_visit_contended:
+        if speed is None or allowed <= 0 or self.last_visit_contended or self.host_slow_throughout:
             return 0.0
         waited = speed.wait_for_full_speed(allowed)
         self.waited_seconds += waited
@@ -161,17 +181,18 @@ class CellTimer:
         agree = (list(g) for g in groups if not visits_disagree([v.summary for v, _ in g], self.limits.visits))
         return next(agree, None)
 
-    def _summarized(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> Latency:
+    def _summarized(self, cell: Cell, seen: list[tuple[Visit, Noise]], skipped: int = 0) -> Latency:
         """The cell from its agreeing full-speed visits, else from its full-speed ones, else from all; the
         host's share of slow rounds is over every visit, and it ran at full speed if ``visits`` visits did
-        (by the loops and by the baseline); the baseline's slowdown is its median over the visits."""
+        (by the loops and by the baseline); the baseline's slowdown is its median over the visits;
+        ``skipped``: the extra visits not made while the host ran slow throughout."""
         full = self._full_speed(cell, seen)
         kept = self._agreeing(cell, seen) or full or seen
         lat = pooled([v for v, _ in kept], cell.batch_size)
         lat.visits = [v.summary | {"kept": any(v is k for k, _ in kept)} for v, _ in seen]
         lat.noise = host_noise([v for v, _ in seen], self._speed(cell))
         if lat.noise is not None:
-            lat.noise["host_visits_set_aside"] = len(seen) - len(kept)
+            lat.noise |= {"host_visits_set_aside": len(seen) - len(kept), "host_visits_skipped": skipped}
         if cell.reference is not None:
             slowdowns = [self._visit_baseline_slowdown(cell, v) for v, _ in seen]
             lat.noise = (lat.noise or {}) | {"baseline_slowdown": statistics.median(slowdowns),
@@ -186,7 +207,7 @@ class CellTimer:
 
     def _visit(self, cell: Cell) -> Visit:
         timing = {"min_seconds": self.min_seconds, "max_seconds": self.max_seconds / self.visits,
-                  "host": self._speed(cell)}
+                  "host": self._speed(cell), "patience": 0.0 if self.host_slow_throughout else None}
         if cell.baseline is None:
             return time_alone(cell.run, cell.batch, min_samples=math.ceil(5 / self.visits), **timing)
         return time_paired(cell.run, cell.batch, *cell.baseline, min_rounds=math.ceil(5 / self.visits), **timing)

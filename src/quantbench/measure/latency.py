@@ -139,25 +139,29 @@ def measure_paired(run: Runner, batch, base_run: Runner, base_batch, batch_size:
 
 def time_alone(run: Runner, batch, warmup: int = 5, min_repeats: int = 30, max_seconds: float = 2.0,
                rel_tol: float = 0.02, min_samples: int = 5, min_seconds: float = 0.0, host: HostSpeed | None = None,
-               round_seconds: float = ROUND_SECONDS) -> Visit:
+               round_seconds: float = ROUND_SECONDS, patience: float | None = None) -> Visit:
     """Time ``run(batch)`` after ``warmup`` calls; stop once at least ``min_seconds`` are spent and
     the median of the samples moves less than ``rel_tol`` when ``min_repeats`` more are added, or
     once ``max_seconds`` are spent (with at least ``min_samples``), so slow models are timed in
-    bounded time."""
+    bounded time; with too few full-speed rounds by then, ``patience`` seconds more at most
+    (``max_seconds`` unless given)."""
     start = time.perf_counter()
     one = _warm_up(run, batch, warmup, start + 0.25 * max_seconds)
-    stop = Stop(_settling(min_repeats, rel_tol), start, min_seconds, start + max_seconds, max_seconds,
+    stop = Stop(_settling(min_repeats, rel_tol), start, min_seconds, start + max_seconds,
+                max_seconds if patience is None else patience,
                 max(math.ceil(min_samples / _calls_per_round(one, round_seconds)), 5))
     return _time_rounds({"row": (run, batch)}, (one, round_seconds), host, stop)
 
 
 def time_paired(run: Runner, batch, base_run: Runner, base_batch, warmup: int = 5, max_seconds: float = 2.0,
                 min_seconds: float = 0.0, rel_tol: float = 0.02, min_rounds: int = 5,
-                round_seconds: float = ROUND_SECONDS, host: HostSpeed | None = None) -> Visit:
+                round_seconds: float = ROUND_SECONDS, host: HostSpeed | None = None,
+                patience: float | None = None) -> Visit:
     """Time ``run(batch)`` interleaved with ``base_run(base_batch)``: rounds of a few calls of each, the
     order alternating, until the 95% interval of the ratio (geometric mean of the rounds' median
     ratios) is within ``rel_tol`` and ``min_seconds`` are spent, or both sides' ``max_seconds`` are
-    (with at least ``min_rounds``)."""
+    (with at least ``min_rounds``; with too few full-speed rounds by then, ``patience`` seconds more
+    at most, ``max_seconds`` unless given)."""
     start = time.perf_counter()
     slowest = max(_warm_up(fn, x, warmup, start + 0.25 * max_seconds) for fn, x in ((base_run, base_batch),
                                                                                      (run, batch)))
@@ -166,7 +170,8 @@ def time_paired(run: Runner, batch, base_run: Runner, base_batch, warmup: int = 
         low, high = ratio_interval(_log_ratios(full))
         return high / low - 1 <= 2 * rel_tol
 
-    stop = Stop(narrow, start, min_seconds, start + 2 * max_seconds, max_seconds, min_rounds)
+    stop = Stop(narrow, start, min_seconds, start + 2 * max_seconds, max_seconds if patience is None else patience,
+                min_rounds)
     sides = {"base": (base_run, base_batch), "row": (run, batch)}
     return _time_rounds(sides, (slowest, round_seconds), host, stop)
 

@@ -106,12 +106,18 @@ def _below_full_speed(host: dict) -> str:
     where = " and ".join(said or ["in too many of its visits"])
     return (f"the host ran below its full speed {where}; unless another reason here names the load, that is another "
             "tenant on these cores or a lower clock; the numbers come from its full-speed visits, or else the rounds "
-            f"it ran fastest in{_waited(host)}; rerun")
+            f"it ran fastest in{_waited(host)}{_skipped(host)}; rerun")
 
 
 def _waited(host: dict) -> str:
     seconds = host.get("host_wait_seconds") or 0.0
     return f"; its visits first waited {seconds:.1f} s in all for full speed" if seconds >= 0.05 else ""
+
+
+def _skipped(host: dict) -> str:
+    skipped = host.get("host_visits_skipped") or 0
+    return (f"; {skipped} extra visit{'s' * (skipped > 1)} not made, as the host had run below full speed through "
+            "the visits before" if skipped else "")
 
 
 def visits_disagree(visits: list[dict], limit: float) -> str | None:
