@@ -4,6 +4,13 @@ from quantbench.spec import CompareSpec
 from quantbench.tasks.tiny import save_tiny_model
 
 
+@pytest.fixture(autouse=True)
+def no_host_record(monkeypatch):
+    """Runs in tests are not judged against the host's speed in earlier runs, which a test suite's own
+    load would fail (tests/measure/test_host_record.py turns it on)."""
+    monkeypatch.setenv("QUANTBENCH_HOST_RECORD", "off")
+
+
 @pytest.fixture
 def cache_dir(tmp_path_factory):
     return str(tmp_path_factory.getbasetemp() / "model-cache")

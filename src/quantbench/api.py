@@ -20,7 +20,7 @@ from .kernels.int8_engine import choose_int8_engine
 from .runtimes import RUNTIMES
 from .spec import CompareSpec
 from .tasks import build_task
-from .tasks.train import trained_fp32
+from .tasks.train import default_cache_dir, trained_fp32
 
 
 def compare(spec: CompareSpec) -> Results:
@@ -41,7 +41,7 @@ def compare(spec: CompareSpec) -> Results:
         reference = task.reference(fp32)
     ctx = methods.Context(task=task, seed=spec.seed, progress=spec.progress, release_dense=True)
     runs = [(config, rt) for config in configs for rt in runtimes]
-    timing = RunTiming(CellTimer(threads))
+    timing = RunTiming(CellTimer(threads, record_folder=Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()))
     with _artifact_dir(spec.out) as artifacts:
         rows = _measure_rows(runs, fp32, ctx, reference, spec, Path(artifacts), timing, phases)
     env["bounds"] = [host.measured() for host in timing.timer.bounds.values()]
@@ -75,6 +75,9 @@ def _measure_rows(runs: list, fp32, ctx, reference, spec: CompareSpec, artifacts
         for row in measured.values():
             settle_stale_latency(row, timing.baselines.get(row.runtime) if row.is_baseline else None, fp32,
                                  ctx.task, spec, timing)
+            for lat in row.latency:
+                timing.timer.judge_against_record(lat)
+        timing.timer.save_record()
     timing.baselines.clear()
     return [measured[i] for i in range(len(runs))]
 

@@ -7,6 +7,7 @@ from itertools import combinations
 from typing import Callable, NamedTuple
 
 from .bounds import HostBounds, bound_ms
+from .hostrecord import HostRecord
 from .hostspeed import HostSpeed
 from .latency import Latency, Visit, host_noise, pooled, time_alone, time_paired
 from .noise import Limits, Noise, ProcSampler, instability, others_busy, visits_disagree, worst
@@ -73,6 +74,12 @@ class CellTimer:
     last_visit_contended: bool = field(default=False, init=False)  # other processes used the cores in it
     slow_visits_in_a_row: int = field(default=0, init=False)  # too few full-speed rounds, by the loops
     baseline_fastest: dict = field(default_factory=dict, init=False)  # (reference, batch size) -> ms
+    record_folder: object = None  # where the host's record from earlier runs is kept (measure/hostrecord.py)
+    record: HostRecord | None = field(default=None, init=False)
+
+    def __post_init__(self):
+        if self.speed is not None:
+            self.record = HostRecord.load(self.record_folder, self.speed.loops, self.threads)
 
     def time(self, run: Runner, batch, batch_size: int, baseline: tuple[Runner, object] | None = None) -> Latency:
         """The cell of ``run`` on ``batch``; with a ``baseline`` (its runner and batch), paired with it."""
@@ -168,6 +175,29 @@ class CellTimer:
                 if stale.by == "host" else "the baseline later ran {:.2f}x faster than in this cell")
         reason = what.format(stale.faster) + ": it may have been timed in a slow stretch taken for full speed; rerun"
         lat.stable, lat.unstable_reason = False, "; ".join(filter(None, [lat.unstable_reason, reason]))
+
+    def judge_against_record(self, lat: Latency) -> None:
+        """``lat`` unstable if the loops' readings it was judged against were more than the host's ``slow_above``
+        slower than their fastest in earlier runs (``HostRecord``): the whole run may have been timed slow.
+        Its ``noise.host_record_slowdown`` says by how much, when there is a record."""
+        judged = (lat.noise or {}).get("host_fastest_us")
+        worst_seen = self.record.slowdown(tuple(j / 1e6 for j in judged)) if self.record and judged else None
+        if worst_seen is None:
+            return
+        slowdown, loop = worst_seen
+        lat.noise["host_record_slowdown"] = slowdown
+        if slowdown <= self.speed.slow_above:
+            return
+        reason = (f"the host's reference loops ran no faster in this run than {slowdown:.2f}x their fastest in earlier "
+                  f"runs on this machine since it booted ({self.record.names[loop]}: {judged[loop]:.1f} us against "
+                  f"{1e6 * self.record.fastest[loop]:.1f} us, {self.record.when[loop]}): the whole run may have been "
+                  "timed slow; rerun")
+        lat.stable, lat.unstable_reason = False, "; ".join(filter(None, [lat.unstable_reason, reason]))
+
+    def save_record(self) -> None:
+        """This run's fastest readings into the host's record, for later runs to be judged against."""
+        if self.record is not None:
+            self.record.save(self.speed.fastest_seen())
 
     def _full_speed(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]]:
         """The visits of ``seen`` that ran at full speed: by the host's loops, and by the baseline's calls."""

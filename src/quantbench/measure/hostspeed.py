@@ -49,6 +49,8 @@ class PoolLoop:
     that every thread's core (and the hand-off between them) is in the reading; sized for the threads
     in force when called."""
 
+    name = "PoolLoop"
+
     def __init__(self):
         self.buffers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -69,6 +71,10 @@ class CacheLoop:
     def __init__(self, nbytes: int = 4 << 20):
         self.nbytes = nbytes
         self.buffer: torch.Tensor | None = None
+
+    @property
+    def name(self) -> str:
+        return f"CacheLoop({self.nbytes})"
 
     def __call__(self) -> float:
         if self.buffer is None:
