@@ -11,8 +11,9 @@ from .checks import check_spec
 from .config import duplicate_method_notes, parse_methods
 from .env import capture_env
 from .measure.cell import CellTimer
+from .measure.hostrecord import model_identity
 from .measure.phases import Phases
-from .pipeline import RunTiming, measure_method, settle_stale_latency
+from .pipeline import RunTiming, measure_method, reference_of, settle_stale_latency
 from .report.files import write_outputs
 from .results import BASELINE, Results
 from .errors import UserError
@@ -41,7 +42,8 @@ def compare(spec: CompareSpec) -> Results:
         reference = task.reference(fp32)
     ctx = methods.Context(task=task, seed=spec.seed, progress=spec.progress, release_dense=True)
     runs = [(config, rt) for config in configs for rt in runtimes]
-    timing = RunTiming(CellTimer(threads, record_folder=Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()))
+    timing = RunTiming(CellTimer(threads, record_folder=Path(spec.cache_dir) if spec.cache_dir else default_cache_dir(),
+                                 model=model_identity(task.name, task.description, spec.task_options(), fp32)))
     with _artifact_dir(spec.out) as artifacts:
         rows = _measure_rows(runs, fp32, ctx, reference, spec, Path(artifacts), timing, phases)
     env["bounds"] = [host.measured() for host in timing.timer.bounds.values()]
@@ -76,7 +78,7 @@ def _measure_rows(runs: list, fp32, ctx, reference, spec: CompareSpec, artifacts
             settle_stale_latency(row, timing.baselines.get(row.runtime) if row.is_baseline else None, fp32,
                                  ctx.task, spec, timing)
             for lat in row.latency:
-                timing.timer.judge_against_record(lat)
+                timing.timer.judge_against_record(lat, reference_of(row, timing))
         timing.timer.save_record()
     timing.baselines.clear()
     return [measured[i] for i in range(len(runs))]

@@ -104,7 +104,7 @@ def _load(runtime, path: Path, task, into: nn.Module | None, row: Row):
 def _fill_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec, timing: RunTiming) -> None:
     """One cell per batch size, paired with the runtime's fp32 row when there is one, each with its bound."""
     baseline = None if row.is_baseline else timing.baselines.get(row.runtime)
-    reference = _reference(row, timing)
+    reference = reference_of(row, timing)
     row.details["weight_bytes_read"] = bytes_read = bytes_read_per_call(run, row.size_bytes)
     cells = []
     for b in spec.batch_sizes:
@@ -122,7 +122,7 @@ def settle_stale_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec
     """Cells timed at a speed the run later beat (``CellTimer.stale``: the host's loops or the baseline ran
     faster later, as when a run begins in a slow stretch taken for full speed): a baseline row's, whose
     runner ``run`` is still loaded, are timed again; another row's, whose model is gone, are marked unstable."""
-    stale = [(lat, found) for lat in row.latency if (found := timing.timer.stale(lat, _reference(row, timing)))]
+    stale = [(lat, found) for lat in row.latency if (found := timing.timer.stale(lat, reference_of(row, timing)))]
     if not stale:
         return
     if run is not None:
@@ -137,7 +137,7 @@ def settle_stale_latency(row: Row, run, fp32: nn.Module, task, spec: CompareSpec
         timing.timer.mark_stale(lat, found)
 
 
-def _reference(row: Row, timing: RunTiming) -> str | None:
+def reference_of(row: Row, timing: RunTiming) -> str | None:
     """The baseline the row's cells time (fp32) or are paired with: its runtime, if that has an fp32 row."""
     return row.runtime if row.is_baseline or row.runtime in timing.baselines else None
 

@@ -31,10 +31,12 @@ def test_a_record_is_per_boot_threads_and_loops_and_off_when_asked(tmp_path, boo
 
 def test_a_run_keeps_each_loops_fastest_and_drops_other_boots(tmp_path, boot):
     (tmp_path / FILE).write_text(json.dumps({"boot-old|x": {"fastest_s": [1.0], "when": ["then"]}}))
-    HostRecord.load(tmp_path, LOOPS, 2, boot_id=boot).save((2e-5, 5e-6, 5e-5))
-    HostRecord.load(tmp_path, LOOPS, 2, boot_id=boot).save((1e-5, 9e-6, 4e-5))
+    HostRecord.load(tmp_path, LOOPS, 2, boot_id=boot).save((2e-5, 5e-6, 5e-5), {"m|torch-cpu|b1": 0.03})
+    HostRecord.load(tmp_path, LOOPS, 2, boot_id=boot).save((1e-5, 9e-6, 4e-5), {"m|torch-cpu|b1": 0.04,
+                                                                                "m|torch-cpu|b8": 0.1})
     record = HostRecord.load(tmp_path, LOOPS, 2, boot_id=boot)
     assert record.fastest == (1e-5, 5e-6, 4e-5) and list(json.loads((tmp_path / FILE).read_text())) == [record.key]
+    assert {k: ms for k, (ms, _) in record.baselines.items()} == {"m|torch-cpu|b1": 0.03, "m|torch-cpu|b8": 0.1}
     assert HostRecord.load(tmp_path, LOOPS, 1, boot_id=boot).fastest is None  # another thread count
     (tmp_path / FILE).write_text("{not json")
     assert HostRecord.load(tmp_path, LOOPS, 2, boot_id=boot).fastest is None
@@ -48,7 +50,7 @@ def _judged(fastest_us: list[float]):
 
 def test_a_cell_judged_against_readings_far_slower_than_earlier_runs_is_unstable_and_says_which_loop(tmp_path, boot):
     loops = (lambda: 1e-5, lambda: 1e-5)
-    HostRecord.load(tmp_path, loops, 1, boot_id=boot).save((20e-6, 40e-6))
+    HostRecord.load(tmp_path, loops, 1, boot_id=boot).save((20e-6, 40e-6), {})
     timer = CellTimer(threads=1, speed=HostSpeed(loops=loops))
     timer.record = HostRecord.load(tmp_path, loops, 1, boot_id=boot)
     slow, near, first_loop_only = _judged([22.0, 80.0]), _judged([25.0, 50.0]), _judged([40.0])
@@ -61,10 +63,30 @@ def test_a_cell_judged_against_readings_far_slower_than_earlier_runs_is_unstable
     assert first_loop_only.stable is False and first_loop_only.noise["host_record_slowdown"] == pytest.approx(2.0)
 
 
+def test_a_baseline_that_never_ran_near_its_fastest_in_earlier_runs_marks_its_batch_sizes_cells_unstable(
+        tmp_path, boot):
+    loops = (lambda: 1e-5,)
+    HostRecord.load(tmp_path, loops, 1, boot_id=boot).save((1e-5,), {"m|torch-cpu|b1": 0.026, "m|torch-cpu|b8": 0.1})
+    timer = CellTimer(threads=1, speed=HostSpeed(loops=loops), model="m")
+    timer.record = HostRecord.load(tmp_path, loops, 1, boot_id=boot)
+    timer.baseline_fastest = {("torch-cpu", 1): 0.05, ("torch-cpu", 8): 0.105}
+    slow, near, unpaired = _judged([10.0]), _judged([10.0]), _judged([10.0])
+    near.batch_size = 8
+    timer.judge_against_record(slow, "torch-cpu")
+    timer.judge_against_record(near, "torch-cpu")
+    timer.judge_against_record(unpaired)
+    assert slow.stable is False and slow.noise["baseline_record_slowdown"] == pytest.approx(0.05 / 0.026)
+    assert "the baseline ran no faster in this run than 1.92x its fastest in earlier runs" in slow.unstable_reason
+    assert "0.05 ms against 0.026 ms" in slow.unstable_reason
+    assert near.stable and near.noise["baseline_record_slowdown"] == pytest.approx(1.05)
+    assert unpaired.stable and "baseline_record_slowdown" not in unpaired.noise
+
+
 def test_a_comparison_on_a_host_slower_than_in_earlier_runs_marks_its_cells_unstable_and_keeps_the_record(
         small_spec, monkeypatch):
-    """The record says the loops once ran 100x faster than they can: every latency cell is unstable,
-    no speed is stated, and the record keeps the faster readings."""
+    """After a first run, the record is made to say that the loops and fp32 once ran 100x faster than
+    they can: every latency cell of the next run is unstable for both, no speed is stated, and the record
+    keeps the faster numbers."""
     from pathlib import Path
 
     from quantbench.api import compare
@@ -72,17 +94,24 @@ def test_a_comparison_on_a_host_slower_than_in_earlier_runs_marks_its_cells_unst
     from quantbench.report.speed import speed_claim
 
     monkeypatch.setenv("QUANTBENCH_HOST_RECORD", "on")
-    record = HostRecord.load(Path(small_spec.cache_dir), HostSpeed().loops, small_spec.resolved_threads())
-    if record is None:
+    folder, threads = Path(small_spec.cache_dir) / "record", small_spec.resolved_threads()
+    small_spec.cache_dir, small_spec.methods, small_spec.batch_sizes = str(folder), "fp32,rtn", (1,)
+    if HostRecord.load(folder, HostSpeed().loops, threads) is None:
         pytest.skip(f"no boot id at {BOOT_ID}")
-    record.fastest = None
-    record.save((1e-8, 1e-8, 1e-8))
-    small_spec.methods = "fp32,rtn"
+    compare(small_spec)
+    entries = json.loads((folder / FILE).read_text())
+    [entry] = entries.values()
+    entry["fastest_s"] = [f / 100 for f in entry["fastest_s"]]
+    entry["baselines"] = {k: [ms / 100, when] for k, (ms, when) in entry["baselines"].items()}
+    assert len(entry["baselines"]) == len(small_spec.batch_sizes)
+    (folder / FILE).write_text(json.dumps(entries))
     results = compare(small_spec)
     cells = [lat for row in results.rows for lat in row.latency]
-    assert cells and all(lat.stable is False and "in earlier runs on this machine" in lat.unstable_reason
-                         for lat in cells)
+    assert cells and all(lat.stable is False for lat in cells)
+    assert all("loops ran no faster in this run" in lat.unstable_reason for lat in cells)
+    assert all("the baseline ran no faster in this run" in lat.unstable_reason for lat in cells)
     fp32, rtn = results.rows
     assert "not stated: unstable" in speed_claim(rtn, fp32, 1)
-    threads = small_spec.resolved_threads()
-    assert HostRecord.load(Path(small_spec.cache_dir), HostSpeed().loops, threads).fastest == (1e-8,) * 3
+    record = HostRecord.load(folder, HostSpeed().loops, threads)
+    assert record.fastest == tuple(entry["fastest_s"])
+    assert {k: ms for k, (ms, _) in record.baselines.items()} == {k: ms for k, (ms, _) in entry["baselines"].items()}

@@ -7,7 +7,7 @@ from itertools import combinations
 from typing import Callable, NamedTuple
 
 from .bounds import HostBounds, bound_ms
-from .hostrecord import HostRecord
+from .hostrecord import HostRecord, baseline_key
 from .hostspeed import HostSpeed
 from .latency import Latency, Visit, host_noise, pooled, time_alone, time_paired
 from .noise import Limits, Noise, ProcSampler, instability, others_busy, visits_disagree, worst
@@ -75,6 +75,7 @@ class CellTimer:
     slow_visits_in_a_row: int = field(default=0, init=False)  # too few full-speed rounds, by the loops
     baseline_fastest: dict = field(default_factory=dict, init=False)  # (reference, batch size) -> ms
     record_folder: object = None  # where the host's record from earlier runs is kept (measure/hostrecord.py)
+    model: str | None = None  # what the baselines run (``model_identity``), for the record
     record: HostRecord | None = field(default=None, init=False)
 
     def __post_init__(self):
@@ -176,28 +177,54 @@ class CellTimer:
         reason = what.format(stale.faster) + ": it may have been timed in a slow stretch taken for full speed; rerun"
         lat.stable, lat.unstable_reason = False, "; ".join(filter(None, [lat.unstable_reason, reason]))
 
-    def judge_against_record(self, lat: Latency) -> None:
-        """``lat`` unstable if the loops' readings it was judged against were more than the host's ``slow_above``
-        slower than their fastest in earlier runs (``HostRecord``): the whole run may have been timed slow.
-        Its ``noise.host_record_slowdown`` says by how much, when there is a record."""
-        judged = (lat.noise or {}).get("host_fastest_us")
-        worst_seen = self.record.slowdown(tuple(j / 1e6 for j in judged)) if self.record and judged else None
-        if worst_seen is None:
+    def judge_against_record(self, lat: Latency, reference=None) -> None:
+        """``lat`` unstable if the whole run may have been timed slow, by the host's record of earlier runs
+        (``HostRecord``): the loops' readings it was judged against were more than the host's ``slow_above``
+        slower than their fastest then, or the baseline ``reference`` at its batch size never ran within
+        ``Limits.visits`` of its fastest then. ``noise.host_record_slowdown`` and
+        ``noise.baseline_record_slowdown`` say by how much, where there is a record."""
+        if self.record is None:
             return
-        slowdown, loop = worst_seen
+        reasons = [self._loops_against_record(lat), self._baseline_against_record(lat, reference)]
+        if any(reasons):
+            lat.stable = False
+            lat.unstable_reason = "; ".join(filter(None, [lat.unstable_reason, *reasons]))
+
+    def _loops_against_record(self, lat: Latency) -> str | None:
+        judged = (lat.noise or {}).get("host_fastest_us")
+        found = self.record.slowdown(tuple(j / 1e6 for j in judged)) if judged else None
+        if found is None:
+            return None
+        slowdown, loop = found
         lat.noise["host_record_slowdown"] = slowdown
         if slowdown <= self.speed.slow_above:
-            return
-        reason = (f"the host's reference loops ran no faster in this run than {slowdown:.2f}x their fastest in earlier "
-                  f"runs on this machine since it booted ({self.record.names[loop]}: {judged[loop]:.1f} us against "
-                  f"{1e6 * self.record.fastest[loop]:.1f} us, {self.record.when[loop]}): the whole run may have been "
-                  "timed slow; rerun")
-        lat.stable, lat.unstable_reason = False, "; ".join(filter(None, [lat.unstable_reason, reason]))
+            return None
+        return (f"the host's reference loops ran no faster in this run than {slowdown:.2f}x their fastest in earlier "
+                f"runs on this machine since it booted ({self.record.names[loop]}: {judged[loop]:.1f} us against "
+                f"{1e6 * self.record.fastest[loop]:.1f} us, {self.record.when[loop]}): the whole run may have been "
+                "timed slow; rerun")
+
+    def _baseline_against_record(self, lat: Latency, reference) -> str | None:
+        fastest = self.baseline_fastest.get((reference, lat.batch_size))
+        if reference is None or self.model is None or fastest is None:
+            return None
+        found = self.record.baseline_slowdown(baseline_key(self.model, reference, lat.batch_size), fastest)
+        if found is None:
+            return None
+        slowdown, ms, when = found
+        lat.noise = (lat.noise or {}) | {"baseline_record_slowdown": slowdown}
+        if slowdown <= 1 + self.limits.visits:
+            return None
+        return (f"the baseline ran no faster in this run than {slowdown:.2f}x its fastest in earlier runs of this model "
+                f"on this machine since it booted ({fastest:.4g} ms against {ms:.4g} ms, {when}): the whole run may "
+                "have been timed slow; rerun")
 
     def save_record(self) -> None:
-        """This run's fastest readings into the host's record, for later runs to be judged against."""
+        """This run's fastest loop readings and baseline visits into the host's record, for later runs."""
         if self.record is not None:
-            self.record.save(self.speed.fastest_seen())
+            baselines = {baseline_key(self.model, ref, b): ms for (ref, b), ms in self.baseline_fastest.items()
+                         if self.model is not None}
+            self.record.save(self.speed.fastest_seen(), baselines)
 
     def _full_speed(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]]:
         """The visits of ``seen`` that ran at full speed: by the host's loops, and by the baseline's calls."""
