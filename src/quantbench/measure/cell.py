@@ -174,8 +174,8 @@ class CellTimer:
         """``lat`` unstable, as ``stale`` found it."""
         what = ("the host later ran {:.2f}x faster than the reference readings this cell was judged against"
                 if stale.by == "host" else "the baseline later ran {:.2f}x faster than in this cell")
-        reason = what.format(stale.faster) + ": it may have been timed in a slow stretch taken for full speed; rerun"
-        lat.stable, lat.unstable_reason = False, "; ".join(filter(None, [lat.unstable_reason, reason]))
+        _mark_unstable(lat, what.format(stale.faster) + ": it may have been timed in a slow stretch taken for full "
+                            "speed; rerun")
 
     def judge_against_record(self, lat: Latency, reference=None) -> None:
         """``lat`` unstable if the whole run may have been timed slow, by the host's record of earlier runs
@@ -185,10 +185,9 @@ class CellTimer:
         ``noise.baseline_record_slowdown`` say by how much, where there is a record."""
         if self.record is None:
             return
-        reasons = [self._loops_against_record(lat), self._baseline_against_record(lat, reference)]
-        if any(reasons):
-            lat.stable = False
-            lat.unstable_reason = "; ".join(filter(None, [lat.unstable_reason, *reasons]))
+        for reason in (self._loops_against_record(lat), self._baseline_against_record(lat, reference)):
+            if reason:
+                _mark_unstable(lat, reason)
 
     def _loops_against_record(self, lat: Latency) -> str | None:
         judged = (lat.noise or {}).get("host_fastest_us")
@@ -221,10 +220,11 @@ class CellTimer:
 
     def save_record(self) -> None:
         """This run's fastest loop readings and baseline visits into the host's record, for later runs."""
-        if self.record is not None:
-            baselines = {baseline_key(self.model, ref, b): ms for (ref, b), ms in self.baseline_fastest.items()
-                         if self.model is not None}
-            self.record.save(self.speed.fastest_seen(), baselines)
+        if self.record is None:
+            return
+        baselines = {} if self.model is None else {baseline_key(self.model, ref, b): ms
+                                                    for (ref, b), ms in self.baseline_fastest.items()}
+        self.record.save(self.speed.fastest_seen(), baselines)
 
     def _full_speed(self, cell: Cell, seen: list[tuple[Visit, Noise]]) -> list[tuple[Visit, Noise]]:
         """The visits of ``seen`` that ran at full speed: by the host's loops, and by the baseline's calls."""
@@ -287,6 +287,11 @@ class CellTimer:
         bound = bound_ms(weight_bytes, macs, host.bandwidth_gbs(weight_bytes), host.peak_gops(dtype))
         lat.bound_ms, lat.bound_by = bound.ms, bound.by
         lat.fraction_of_bound = bound.ms / lat.median_ms if lat.median_ms > 0 else None
+
+
+def _mark_unstable(lat: Latency, reason: str) -> None:
+    """``lat`` unstable, ``reason`` added to any it has."""
+    lat.stable, lat.unstable_reason = False, "; ".join(filter(None, [lat.unstable_reason, reason]))
 
 
 def _baseline_ms(summary: dict) -> float:

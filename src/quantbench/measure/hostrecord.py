@@ -15,6 +15,7 @@ the loops do not read shows there, and a run whose baseline never came within ``
 it marks that batch size's cells unstable. A new boot, another machine or another setup starts a
 new record. ``QUANTBENCH_HOST_RECORD=off`` turns it off.
 """
+import contextlib
 import hashlib
 import json
 import math
@@ -102,7 +103,8 @@ class HostRecord:
                 json.dump(entries, out, indent=1)
             os.replace(out.name, self.path)
         except OSError:
-            return
+            with contextlib.suppress(OSError, NameError):
+                os.unlink(out.name)
 
 
 def model_identity(task_name: str, description: str, options: dict, model) -> str:
