@@ -11,8 +11,8 @@ runs of this boot (``/proc/sys/kernel/random/boot_id``), threads, Python, torch 
 ``host-speed.json`` in the cache folder; a run whose cells were judged against readings more than
 ``HostSpeed.slow_above`` slower marks them unstable (``CellTimer.judge_against_record``). It also keeps
 the fastest visit median of each baseline (fp32 on a runtime) per model and batch size: a slowdown
-the loops do not read shows there, and a run whose baseline never came within ``Limits.visits`` of
-it marks that batch size's cells unstable. A new boot, another machine or another setup starts a
+the loops do not read shows there, and a run whose baseline never came within ``HostSpeed.slow_above``
+of it marks that batch size's cells unstable. A new boot, another machine or another setup starts a
 new record. ``QUANTBENCH_HOST_RECORD=off`` turns it off.
 """
 import contextlib
