@@ -21,6 +21,10 @@ from quantbench.api import compare
 from quantbench.env import capture_env
 from quantbench.spec import CompareSpec
 
+REASONS = {"other processes used": "other processes", "hypervisor stole": "steal", "threads waited": "run queue",
+           "samples spread": "spread", "below its full speed": "below full speed", "disagree": "visits disagree",
+           "later ran": "faster later in the run", "loops ran slower in this run than in earlier": "loops vs earlier runs",
+           "baseline ran slower in this run than in earlier": "fp32 vs earlier runs"}
 HOG = "import os, time\nos.sched_setaffinity(0, {{{core}}})\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
 
 
@@ -33,8 +37,18 @@ def run(hidden: tuple[int, ...]) -> dict:
     waited = sum((lat.noise or {}).get("host_wait_seconds", 0.0) for lat in cells.values())
     again = [r.label for r in results.rows if "latency_timed_again" in r.details]
     print(f"  run {hidden}: {time.perf_counter() - start:.0f} s, visits waited {waited:.1f} s for the host's full "
-          f"speed, timed again at the end: {', '.join(again) or 'none'}", flush=True)
+          f"speed, timed again at the end: {', '.join(again) or 'none'}; {unstable_by_reason(cells.values())}",
+          flush=True)
     return cells
+
+
+def unstable_by_reason(cells) -> str:
+    """How many of ``cells`` are unstable, and how many for each kind of reason (a cell may have several)."""
+    cells = list(cells)
+    unstable = [lat for lat in cells if lat.stable is False]
+    counts = {kind: sum(said in (lat.unstable_reason or "") for lat in unstable) for said, kind in REASONS.items()}
+    kinds = ", ".join(f"{kind} {n}" for kind, n in counts.items() if n)
+    return f"unstable {len(unstable)} of {len(cells)} cells" + (f" ({kinds})" if kinds else "")
 
 
 @contextmanager

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from quantbench.measure.cell import CellTimer
-from quantbench.measure.hostrecord import FILE, HostRecord
+from quantbench.measure.hostrecord import FILE, GROSS, RECENT_RUNS, HostRecord
 from quantbench.measure.hostspeed import CacheLoop, HostSpeed, PoolLoop, reference_loop
 
 LOOPS = (reference_loop, PoolLoop(), CacheLoop())
@@ -57,10 +57,48 @@ def test_a_cell_judged_against_readings_far_slower_than_earlier_runs_is_unstable
     for lat in (slow, near, first_loop_only):
         timer.judge_against_record(lat)
     assert slow.stable is False and slow.noise["host_record_slowdown"] == pytest.approx(2.0)
-    assert "no faster in this run than 2.00x their fastest in earlier runs" in slow.unstable_reason
-    assert "<lambda>: 80.0 us against 40.0 us" in slow.unstable_reason
+    assert slow.noise["host_boot_slowdown"] == pytest.approx(2.0)
+    assert "loops ran slower in this run than in earlier runs" in slow.unstable_reason
+    assert "<lambda>: 80 us against 40 us usual (median of recent runs), 40 us fastest" in slow.unstable_reason
+    assert "<lambda>: 22 us" not in slow.unstable_reason  # 1.1x: not the loop that was slow
     assert near.stable and near.noise["host_record_slowdown"] == pytest.approx(1.25)
     assert first_loop_only.stable is False and first_loop_only.noise["host_record_slowdown"] == pytest.approx(2.0)
+
+
+def test_the_usual_speed_follows_a_host_slower_for_good_but_the_fastest_since_boot_still_catches_a_gross_slowdown(
+        tmp_path, boot):
+    """One fast run, then runs 1.25x slower: after two of them the usual is the slower speed, and a run
+    at 1.35x the fast one passes; one at 1.68x its fastest does not, even when the usual is 1.55x. Old
+    records, without recent runs, are judged by the fastest alone."""
+    loops = (lambda: 1e-5,)
+    timer = CellTimer(threads=1, speed=HostSpeed(loops=loops))
+    HostRecord.load(tmp_path, loops, 1, boot_id=boot).save((40e-6,), {"m|torch-cpu|b1": 0.02})
+    for runs in range(1, RECENT_RUNS + 2):
+        timer.record = HostRecord.load(tmp_path, loops, 1, boot_id=boot)
+        lat = _judged([54.0])
+        timer.judge_against_record(lat)
+        assert lat.stable is (runs > 2), runs  # the median of 1.0, 1.25, 1.25 is 1.25
+        assert lat.noise["host_boot_slowdown"] == pytest.approx(54 / 40)
+        timer.record.save((50e-6,), {"m|torch-cpu|b1": 0.025})
+    record = HostRecord.load(tmp_path, loops, 1, boot_id=boot)
+    assert len(record.recent) == RECENT_RUNS and record.fastest == (40e-6,)
+    assert record.baseline_slowdown("m|torch-cpu|b1", 0.03).usual == pytest.approx(0.03 / 0.025)
+    assert record.baseline_slowdown("m|torch-cpu|b1", 0.03).fastest == pytest.approx(0.03 / 0.02)
+    for _ in range(3):  # the usual becomes 1.55x the fastest
+        HostRecord.load(tmp_path, loops, 1, boot_id=boot).save((62e-6,), {})
+    timer.record, gross, near = (HostRecord.load(tmp_path, loops, 1, boot_id=boot),
+                                 _judged([40 * GROSS * 1.05]), _judged([40 * GROSS * 0.95]))
+    timer.judge_against_record(gross)
+    timer.judge_against_record(near)
+    assert gross.noise["host_record_slowdown"] < 1.3 and gross.noise["host_boot_slowdown"] > GROSS
+    assert gross.stable is False and "62 us usual" in gross.unstable_reason and near.stable
+    entries = json.loads((tmp_path / FILE).read_text())
+    for entry in entries.values():
+        del entry["recent"]
+    (tmp_path / FILE).write_text(json.dumps(entries))
+    timer.record, old = HostRecord.load(tmp_path, loops, 1, boot_id=boot), _judged([54.0])
+    timer.judge_against_record(old)
+    assert old.stable and "host_record_slowdown" not in old.noise and old.noise["host_boot_slowdown"] > 1.3
 
 
 def test_a_baseline_that_never_ran_near_its_fastest_in_earlier_runs_marks_its_batch_sizes_cells_unstable(
@@ -76,8 +114,8 @@ def test_a_baseline_that_never_ran_near_its_fastest_in_earlier_runs_marks_its_ba
     timer.judge_against_record(near, "torch-cpu")
     timer.judge_against_record(unpaired)
     assert slow.stable is False and slow.noise["baseline_record_slowdown"] == pytest.approx(0.05 / 0.026)
-    assert "the baseline ran no faster in this run than 1.92x its fastest in earlier runs" in slow.unstable_reason
-    assert "0.05 ms against 0.026 ms" in slow.unstable_reason
+    assert "the baseline ran slower in this run than in earlier runs" in slow.unstable_reason
+    assert "0.05 ms against 0.026 ms usual (median of recent runs), 0.026 ms fastest" in slow.unstable_reason
     assert near.stable and near.noise["baseline_record_slowdown"] == pytest.approx(1.25)
     assert unpaired.stable and "baseline_record_slowdown" not in unpaired.noise
 
@@ -103,13 +141,15 @@ def test_a_comparison_on_a_host_slower_than_in_earlier_runs_marks_its_cells_unst
     [entry] = entries.values()
     entry["fastest_s"] = [f / 100 for f in entry["fastest_s"]]
     entry["baselines"] = {k: [ms / 100, when] for k, (ms, when) in entry["baselines"].items()}
+    [run] = entry["recent"]
+    run["fastest_s"], run["baselines"] = entry["fastest_s"], {k: ms for k, (ms, _) in entry["baselines"].items()}
     assert len(entry["baselines"]) == len(small_spec.batch_sizes)
     (folder / FILE).write_text(json.dumps(entries))
     results = compare(small_spec)
     cells = [lat for row in results.rows for lat in row.latency]
     assert cells and all(lat.stable is False for lat in cells)
-    assert all("loops ran no faster in this run" in lat.unstable_reason for lat in cells)
-    assert all("the baseline ran no faster in this run" in lat.unstable_reason for lat in cells)
+    assert all("loops ran slower in this run than in earlier runs" in lat.unstable_reason for lat in cells)
+    assert all("the baseline ran slower in this run than in earlier runs" in lat.unstable_reason for lat in cells)
     fp32, rtn = results.rows
     assert "not stated: unstable" in speed_claim(rtn, fp32, 1)
     record = HostRecord.load(folder, HostSpeed().loops, threads)

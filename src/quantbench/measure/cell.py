@@ -7,7 +7,7 @@ from itertools import combinations
 from typing import Callable, NamedTuple
 
 from .bounds import HostBounds, bound_ms
-from .hostrecord import HostRecord, baseline_key
+from .hostrecord import HostRecord, Slower, baseline_key
 from .hostspeed import HostSpeed
 from .latency import Latency, Visit, host_noise, pooled, time_alone, time_paired
 from .noise import Limits, Noise, ProcSampler, instability, others_busy, visits_disagree, worst
@@ -179,45 +179,35 @@ class CellTimer:
 
     def judge_against_record(self, lat: Latency, reference=None) -> None:
         """``lat`` unstable if the whole run may have been timed slow, by the host's record of earlier runs
-        (``HostRecord``): the loops' readings it was judged against were more than the host's ``slow_above``
-        slower than their fastest then, or the baseline ``reference`` at its batch size never ran within
-        that of its fastest then (not ``Limits.visits``: on the Xeon guest the host ran ~1.2x slower, loops and
-        fp32 alike, for the hour after a record was set, and every batch-256 cell failed a 10% line). ``noise.host_record_slowdown`` and
-        ``noise.baseline_record_slowdown`` say by how much, where there is a record."""
+        (``HostRecord``): the loops' readings it was judged against, or the fastest visit of the baseline
+        ``reference`` at its batch size, were more than the host's ``slow_above`` slower than their usual in
+        recent runs, or more than ``hostrecord.GROSS`` slower than their fastest since boot (not
+        ``Limits.visits``: on the Xeon guest the host ran ~1.2x slower, loops and fp32 alike, for the hour
+        after a record was set, and every batch-256 cell failed a 10% line). ``noise`` says by how much,
+        where there is a record: ``host_record_slowdown``/``host_boot_slowdown`` (the loops, against their
+        usual/fastest) and ``baseline_record_slowdown``/``baseline_boot_slowdown``."""
         if self.record is None:
             return
-        for reason in (self._loops_against_record(lat), self._baseline_against_record(lat, reference)):
-            if reason:
-                _mark_unstable(lat, reason)
+        for prefix, what, found in self._against_record(lat, reference):
+            lat.noise = (lat.noise or {}) | {f"{prefix}_boot_slowdown": max(s.fastest for s in found)}
+            usual = [s.usual for s in found if s.usual is not None]
+            if usual:
+                lat.noise[f"{prefix}_record_slowdown"] = max(usual)
+            slow = [s for s in found if s.beyond(self.speed.slow_above)]
+            if slow:
+                _mark_unstable(lat, f"{what} ran slower in this run than in earlier runs on this machine since it "
+                                    f"booted ({' and '.join(s.said for s in slow)}): the whole run may have been timed "
+                                    "slow; rerun")
 
-    def _loops_against_record(self, lat: Latency) -> str | None:
-        judged = (lat.noise or {}).get("host_fastest_us")
-        found = self.record.slowdown(tuple(j / 1e6 for j in judged)) if judged else None
-        if found is None:
-            return None
-        slowdown, loop = found
-        lat.noise["host_record_slowdown"] = slowdown
-        if slowdown <= self.speed.slow_above:
-            return None
-        return (f"the host's reference loops ran no faster in this run than {slowdown:.2f}x their fastest in earlier "
-                f"runs on this machine since it booted ({self.record.names[loop]}: {judged[loop]:.1f} us against "
-                f"{1e6 * self.record.fastest[loop]:.1f} us, {self.record.when[loop]}): the whole run may have been "
-                "timed slow; rerun")
-
-    def _baseline_against_record(self, lat: Latency, reference) -> str | None:
+    def _against_record(self, lat: Latency, reference) -> list[tuple[str, str, list[Slower]]]:
+        """What ``lat`` was judged against, by the loops and by the baseline ``reference``, against the record."""
+        judged = [("host", "the host's reference loops",
+                   self.record.loop_slowdowns(tuple(j / 1e6 for j in (lat.noise or {}).get("host_fastest_us") or ())))]
         fastest = self.baseline_fastest.get((reference, lat.batch_size))
-        if reference is None or self.model is None or fastest is None:
-            return None
-        found = self.record.baseline_slowdown(baseline_key(self.model, reference, lat.batch_size), fastest)
-        if found is None:
-            return None
-        slowdown, ms, when = found
-        lat.noise = (lat.noise or {}) | {"baseline_record_slowdown": slowdown}
-        if slowdown <= self.speed.slow_above:
-            return None
-        return (f"the baseline ran no faster in this run than {slowdown:.2f}x its fastest in earlier runs of this model "
-                f"on this machine since it booted ({fastest:.4g} ms against {ms:.4g} ms, {when}): the whole run may "
-                "have been timed slow; rerun")
+        if reference is not None and self.model is not None and fastest is not None:
+            found = self.record.baseline_slowdown(baseline_key(self.model, reference, lat.batch_size), fastest)
+            judged.append(("baseline", "the baseline", [found] if found else []))
+        return [(prefix, what, found) for prefix, what, found in judged if found]
 
     def save_record(self) -> None:
         """This run's fastest loop readings and baseline visits into the host's record, for later runs."""
