@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from quantbench.measure.cell import CellTimer
+from quantbench.measure.cell import Cell, CellTimer
 from quantbench.measure.hostrecord import FILE, GROSS, RECENT_RUNS, HostRecord
 from quantbench.measure.hostspeed import CacheLoop, HostSpeed, PoolLoop, reference_loop
 
@@ -155,3 +155,33 @@ def test_a_comparison_on_a_host_slower_than_in_earlier_runs_marks_its_cells_unst
     record = HostRecord.load(folder, HostSpeed().loops, threads)
     assert record.fastest == tuple(entry["fastest_s"])
     assert {k: ms for k, (ms, _) in record.baselines.items()} == {k: ms for k, (ms, _) in entry["baselines"].items()}
+
+
+def test_the_record_keeps_only_baseline_visits_that_no_other_process_shared_the_cores_in(tmp_path, boot):
+    """fp32 at batch 1 is timed quiet, at batch 8 while another process uses a core: this run is judged by
+    both, but the record keeps batch 1 alone, so that a loaded run does not make the usual slower."""
+    from quantbench.measure.noise import Noise
+
+    from .test_hostspeed import busy
+
+    state = {"loaded": False}
+
+    class Sampler:
+        def start(self):
+            pass
+
+        def stop(self):
+            return Noise(1.0, 2, 1.5 if state["loaded"] else 0.0, 0.0, 0.0, None, None)
+
+    loops = (lambda: 1e-5,)
+    timer = CellTimer(threads=1, sampler=Sampler, speed=HostSpeed(loops=loops, calibrate_seconds=0.0),
+                      min_seconds=0.0, max_seconds=0.04, model="m", record_folder=tmp_path)
+    timer.record = HostRecord.load(tmp_path, loops, 1, boot_id=boot)
+    base = busy(2e-4, lambda: False)
+    timer.time_cells([Cell(base, None, 1, reference="rt")])
+    state["loaded"] = True
+    timer.time_cells([Cell(base, None, 8, reference="rt")])
+    assert set(timer.baseline_fastest) == {("rt", 1), ("rt", 8)}
+    timer.save_record()
+    record = HostRecord.load(tmp_path, loops, 1, boot_id=boot)
+    assert set(record.baselines) == {"m|rt|b1"} and set(record.recent[-1]["baselines"]) == {"m|rt|b1"}
