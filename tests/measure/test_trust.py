@@ -144,3 +144,30 @@ def test_a_bound_probe_run_while_the_cores_were_busy_is_recorded_and_warned_abou
     quiet = HostBounds(sampler=FakeSampler, threads=2)
     quiet.peak_gops("float32")
     assert quiet.measured()["contended"] == {} and contended_bounds_warning({"bounds": [quiet.measured()]}) is None
+
+
+def test_a_bound_probe_waits_for_the_hosts_full_speed_and_one_begun_slow_is_warned_about(monkeypatch):
+    """The host's one loop reads full speed after its first 3 slow readings (the probe waits them out),
+    and slow for good once ``slow`` is set: only the probe taken then is kept as contended."""
+    from quantbench.measure import bounds
+    from quantbench.measure.bounds import HostBounds
+    from quantbench.measure.hostspeed import HostSpeed
+
+    monkeypatch.setattr(bounds, "PROBE_WAIT_SECONDS", 0.2)
+    state = {"reads": 0, "slow": False}
+
+    def loop():
+        state["reads"] += 1
+        return 3e-5 if state["slow"] or state["reads"] <= 3 else 1e-5
+
+    speed = HostSpeed(loops=(loop,), calibrate_seconds=0.0)
+    speed.fastest = (1e-5,)
+    host = HostBounds(sampler=FakeSampler, threads=2, speed=speed)
+    host.peak_gops("float32")
+    assert host.contended == {} and state["reads"] > 9  # waited past the slow readings, then 3 fast
+    state["slow"] = True
+    host.bandwidth_gbs(1 << 20)
+    assert set(host.contended) == {"bandwidth 1048576 B"}
+    said = host.contended["bandwidth 1048576 B"]
+    assert "the host's reference loops did not read full speed (within 1.3x their fastest in this run) three " \
+           "times in a row in the 0.2 s before it" in said

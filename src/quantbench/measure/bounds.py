@@ -16,6 +16,7 @@ MIN_BUFFER, MAX_BUFFER = 1 << 20, 1 << 29  # bandwidth buffers from 1 MiB (cache
 # Each probe's shortest length, as a latency cell's: the CPU counters that judge it tick every 10 ms,
 # and a 20 ms probe read one stray tick as half a busy core.
 WATCH_SECONDS = 0.25
+PROBE_WAIT_SECONDS = 5.0  # at most, for the host's loops to read full speed before a probe (a cell's visit waits as long)
 
 
 @dataclass
@@ -38,7 +39,10 @@ class HostBounds:
     time a cell needs it and kept for the rest of the run (``measured`` is what results record).
     Each probe is watched by ``sampler`` and judged as a cell is (``limits``, ``threads``): a probe
     that ran while other processes used the cores is kept with the reason in ``contended``, since it
-    understates the host and so overstates every bound from it."""
+    understates the host and so overstates every bound from it. With the run's ``speed`` (``HostSpeed``,
+    on the CPU), a probe first waits, as a visit does, for the host's loops to read full speed, and one
+    for which they did not is kept so too: a slow stretch that no counter shows slows a probe as it
+    slows a cell."""
 
     device: str = "cpu"
     bandwidth: dict[int, float] = field(default_factory=dict)  # buffer bytes -> GB/s
@@ -47,6 +51,7 @@ class HostBounds:
     threads: int = 1
     limits: Limits = field(default_factory=Limits)
     contended: dict[str, str] = field(default_factory=dict)  # probe -> why it cannot be trusted
+    speed: object = None  # the run's HostSpeed; None: probes neither wait for nor are judged by it
 
     def bandwidth_gbs(self, nbytes: int) -> float:
         """Read bandwidth over a buffer the size of ``nbytes`` (rounded up to a power of two, within
@@ -65,14 +70,24 @@ class HostBounds:
         return self.peak[dtype]
 
     def _watched(self, probe: str, measure: Callable[[], float]) -> float:
-        """``measure()`` (a probe lasting ``WATCH_SECONDS`` at least), judged by the sampler."""
+        """``measure()`` (a probe lasting ``WATCH_SECONDS`` at least), judged by the sampler and the host's loops."""
+        slow = self._wait_for_full_speed()
         sampler = self.sampler()
         sampler.start()
         value = measure()
         reason = instability(sampler.stop(), 1.0, self.threads, self.limits) if self.device == "cpu" else None
-        if reason:
-            self.contended[probe] = reason
+        if reason or slow:
+            self.contended[probe] = "; ".join(filter(None, [reason, slow]))
         return value
+
+    def _wait_for_full_speed(self) -> str | None:
+        """Wait up to ``PROBE_WAIT_SECONDS`` for the loops of ``speed`` to read full speed three readings in a
+        row; why not, if they did not. (Not judged by one more reading: right after a wait that ended so, one
+        in a few read the loops 1.5-2.6x their fastest on a quiet Xeon guest, Dec 2026.)"""
+        if self.speed is None or self.speed.wait_for_full_speed(PROBE_WAIT_SECONDS) < PROBE_WAIT_SECONDS:
+            return None
+        return (f"the host's reference loops did not read full speed (within {self.speed.slow_above}x their fastest "
+                f"in this run) three times in a row in the {PROBE_WAIT_SECONDS:.1f} s before it")
 
     def measured(self) -> dict:
         return {"device": self.device, "method": f"torch.sum read bandwidth; best of repeated {GEMM_SIZE}^3 GEMMs",

@@ -276,7 +276,8 @@ class CellTimer:
     def host(self, device: str = "cpu") -> HostBounds:
         """``device``'s measured bandwidth and GEMM peaks (each measured once, when first asked)."""
         if device not in self.bounds:
-            self.bounds[device] = HostBounds(device, sampler=self.sampler, threads=self.threads, limits=self.limits)
+            self.bounds[device] = HostBounds(device, sampler=self.sampler, threads=self.threads, limits=self.limits,
+                                             speed=self.speed if device == "cpu" else None)
         return self.bounds[device]
 
     def set_bound(self, lat: Latency, weight_bytes: int, macs: int, dtype: str, device: str = "cpu") -> None:
