@@ -15,16 +15,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 
 from quantbench.api import compare
 from quantbench.env import capture_env
+from quantbench.measure.noise import unstable_kinds
 from quantbench.spec import CompareSpec
 
-REASONS = {"other processes used": "other processes", "hypervisor stole": "steal", "threads waited": "run queue",
-           "samples spread": "spread", "below its full speed": "below full speed", "disagree": "visits disagree",
-           "later ran": "faster later in the run", "loops ran slower in this run than in earlier": "loops vs earlier runs",
-           "baseline ran slower in this run than in earlier": "fp32 vs earlier runs"}
 HOG = "import os, time\nos.sched_setaffinity(0, {{{core}}})\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
 
 
@@ -46,8 +44,8 @@ def unstable_by_reason(cells) -> str:
     """How many of ``cells`` are unstable, and how many for each kind of reason (a cell may have several)."""
     cells = list(cells)
     unstable = [lat for lat in cells if lat.stable is False]
-    counts = {kind: sum(said in (lat.unstable_reason or "") for lat in unstable) for said, kind in REASONS.items()}
-    kinds = ", ".join(f"{kind} {n}" for kind, n in counts.items() if n)
+    counts = Counter(kind for lat in unstable for kind in unstable_kinds(lat.unstable_reason))
+    kinds = ", ".join(f"{kind} {n}" for kind, n in counts.items())
     return f"unstable {len(unstable)} of {len(cells)} cells" + (f" ({kinds})" if kinds else "")
 
 

@@ -65,12 +65,13 @@ def test_plot_marks_each_runtime_and_the_front(tmp_path, monkeypatch):
     from quantbench.report.plot import plot_tradeoffs
     from quantbench.results import Results, Row
 
-    def row(method, runtime, ms, size):
+    def row(method, runtime, ms, size, stable=True):
         return Row(method, {}, "t", runtime, quality=0.9, quality_ci=[0.88, 0.92], agreement=1.0, size_bytes=size,
-                   latency=[Latency(1, ms, ms, ms, 10, 1000 / ms)])
+                   latency=[Latency(1, ms, ms, ms, 10, 1000 / ms, stable=stable)])
 
     rows = [row("fp32", "torch-cpu", 0.6, 4 << 20), row("rtn", "torch-cpu", 0.08, 1 << 20),
-            row("fp32", "onnxruntime", 0.12, 4 << 20), row("rtn", "onnxruntime", 0.03, 1 << 20)]
+            row("fp32", "onnxruntime", 0.12, 4 << 20), row("rtn", "onnxruntime", 0.03, 1 << 20),
+            row("gptq", "onnxruntime", 0.02, 1 << 20, stable=False)]
     import matplotlib.pyplot as plt
 
     figures = []
@@ -83,7 +84,29 @@ def test_plot_marks_each_runtime_and_the_front(tmp_path, monkeypatch):
         texts = [t.get_text() for t in ax.get_legend().get_texts()]
         assert texts[0] == "Pareto front (circled)" and sorted(texts[1:]) == ["onnxruntime", "torch-cpu"]
     front = next(line for line in latency_axis.get_lines() if line.get_linestyle() == "--")
-    assert list(front.get_xdata()) == [30.0]  # rtn@onnxruntime alone: fastest at equal quality
+    assert list(front.get_xdata()) == [30.0]  # rtn@onnxruntime alone: fastest stable at equal quality
+    names = [t.get_text() for t in latency_axis.texts]
+    assert "gptq (!)" in names and "rtn" in names  # the faster unstable gptq: marked, off the front
+    assert "gptq" in [t.get_text() for t in size_axis.texts]
+
+
+def test_the_latency_front_is_drawn_from_stable_cells_only_and_names_the_rows_left_out():
+    from quantbench.measure.latency import Latency
+    from quantbench.report.pareto import latency_front_line
+    from quantbench.results import Row
+
+    def row(method, ms, stable):
+        return Row(method, {}, "t", "torch-cpu", quality=0.9, agreement=1.0, size_bytes=100,
+                   latency=[Latency(1, ms, ms, ms, 10, 1000 / ms, stable=stable)])
+
+    rows = [row("fp32", 0.6, True), row("rtn", 0.3, True), row("gptq", 0.1, False)]
+    assert latency_front_line(rows, 1, "accuracy") == ("Pareto front, accuracy vs latency at batch 1, stable cells "
+                                                       "only (left out, not stable: gptq): rtn.")
+    assert latency_front_line(rows[1:], 8, "accuracy") == "Pareto front, accuracy vs latency at batch 8: -."
+    rows[1].latency[0].stable = False
+    rows[0].latency[0].stable = None
+    assert latency_front_line(rows, 1, "accuracy") == ("Pareto front, accuracy vs latency at batch 1: not stated: no "
+                                                       "stable latency cell; rerun on an idle machine.")
 
 
 CROWDED_METHODS = ["fp32", "ptq-dynamic", "ptq-static", "rtn", "gptq", "awq", "smoothquant", "hqq"]

@@ -60,6 +60,25 @@ class Limits:
     visits: float = 0.10
 
 
+# What a cell is unstable for, by a phrase of each reason that ``instability`` and measure/cell.py give.
+UNSTABLE_KINDS = {
+    "other processes used": "other processes used the cores",
+    "hypervisor stole": "steal time",
+    "threads waited": "threads waited for a core",
+    "host ran below its full speed": "host below full speed",
+    "visits, timed apart, disagree": "visits disagree",
+    "samples spread": "samples spread",
+    "later ran": "faster later in the run",
+    "ran slower in this run than in earlier runs": "slower than in earlier runs",
+}
+
+
+def unstable_kinds(reason: str | None) -> list[str]:
+    """The kinds (``UNSTABLE_KINDS``) of reason that ``reason`` gives; a reason of none of them, whole."""
+    kinds = [kind for said, kind in UNSTABLE_KINDS.items() if said in (reason or "")]
+    return kinds or [reason or "stability not measured"]
+
+
 def instability(noise: Noise | None, spread: float, threads: int, limits: Limits = Limits(),
                 host: dict | None = None, visits: list[dict] | None = None) -> str | None:
     """Why a cell measured under ``noise`` with samples of p90/p10 ``spread`` (timed with ``threads``

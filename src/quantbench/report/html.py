@@ -82,7 +82,8 @@ def tradeoff_svg(group: Group) -> str:
 def _line_tradeoffs(group: Group, lines: list[MethodLine]) -> Tradeoffs:
     batch = min(group.batch_sizes, default=None)
     points = [Point(line.method, line.entries[0].method, line.runtime, line.quality(), line.median("size_bytes"),
-                    line.latency_ms(batch) if batch else None) for line in lines]
+                    line.latency_ms(batch) if batch else None, latency_stable=not (batch and line.unstable_runs(batch)))
+              for line in lines]
     return Tradeoffs(f"{group.task} on {group.hardware}", group.metric, lines[0].first("higher_is_better") is not False,
                      batch, points, interval="seed range or 95% CI")
 

@@ -28,16 +28,28 @@ def size_front(rows: list[Row]) -> list[str]:
 
 
 def latency_front(rows: list[Row], batch_size: int) -> list[str]:
+    """The front of the rows whose cell at ``batch_size`` is stable (speed is concluded from stable cells only)."""
     return pareto_front({r.label: (r.latency_at(batch_size).median_ms, r.oriented_quality())
-                         for r in ok_rows(rows) if r.latency_at(batch_size)})
+                         for r in ok_rows(rows) if stable_at(r, batch_size)})
+
+
+def latency_front_line(rows: list[Row], batch_size: int, metric: str) -> str:
+    """The conclusion on the latency front at ``batch_size``, naming the rows left out as not stable."""
+    left_out = [r.label for r in ok_rows(rows) if r.latency_at(batch_size) and not stable_at(r, batch_size)]
+    what = f"Pareto front, {metric} vs latency at batch {batch_size}"
+    front = latency_front(rows, batch_size)
+    if not front:
+        return f"{what}: not stated: no stable latency cell; rerun on an idle machine." if left_out else f"{what}: -."
+    if left_out:
+        what += f", stable cells only (left out, not stable: {', '.join(left_out)})"
+    return f"{what}: {', '.join(front)}."
 
 
 def conclusions(rows: list[Row], batch_sizes: list[int]) -> list[str]:
     """Sentences derived only from the measured numbers."""
     metric = next((r.metric for r in ok_rows(rows)), "quality")
     lines = [f"Pareto front, {metric} vs size: {', '.join(size_front(rows))}."]
-    for b in batch_sizes:
-        lines.append(f"Pareto front, {metric} vs latency at batch {b}: {', '.join(latency_front(rows, b))}.")
+    lines += [latency_front_line(rows, b, metric) for b in batch_sizes]
     for row in ok_rows(rows):
         base = fp32_baseline(rows, row.runtime)
         if base and row is not base:

@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..results import Results, Row
+from .format import UNSTABLE_MARK
 from .pareto import ok_rows, pareto_front
+from .speed import stable_at
 
 RUNTIME_STYLE = {"torch-cpu": ("o", "C0"), "onnxruntime": ("s", "C1"), "cuda": ("^", "C2")}
 FRONT_COLOR = "C3"
@@ -20,6 +22,7 @@ class Point:
     quality: tuple[float, float, float]  # value, low, high, in the metric's units
     size_bytes: float | None
     latency_ms: float | None  # median at the figure's batch size
+    latency_stable: bool = True  # False: that cell (a line's: any run's) was not stable; marked, off the front
 
 
 @dataclass
@@ -47,7 +50,8 @@ def tradeoff_figure(tradeoffs: Tradeoffs):
     """The two panels side by side; the caller saves and closes the figure."""
     fig, (size_axis, latency_axis) = pyplot().subplots(1, 2, figsize=(11, 4.2))
     _panel(size_axis, tradeoffs, *_size_costs(tradeoffs.points))
-    _panel(latency_axis, tradeoffs, *_latency_costs(tradeoffs.points, tradeoffs.batch_size))
+    _panel(latency_axis, tradeoffs, *_latency_costs(tradeoffs.points, tradeoffs.batch_size),
+           unstable={p.label for p in tradeoffs.points if not p.latency_stable})
     fig.suptitle(tradeoffs.title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -77,7 +81,8 @@ def pyplot():
 def _row_tradeoffs(title: str, rows: list[Row]) -> Tradeoffs:
     batch = min((lat.batch_size for r in rows for lat in r.latency), default=None)
     points = [Point(r.label, r.method, r.runtime, (r.quality, *(r.quality_ci or (r.quality, r.quality))),
-                    r.size_bytes, r.latency_at(batch).median_ms if r.latency_at(batch) else None) for r in rows]
+                    r.size_bytes, r.latency_at(batch).median_ms if r.latency_at(batch) else None,
+                    latency_stable=stable_at(r, batch)) for r in rows]
     return Tradeoffs(title, rows[0].metric, rows[0].higher_is_better, batch, points)
 
 
@@ -94,7 +99,9 @@ def _latency_costs(points: list[Point], batch_size: int | None) -> tuple[dict[st
     return {label: ms * scale for label, ms in times.items()}, f"median latency{at} ({unit}, log)"
 
 
-def _panel(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str) -> None:
+def _panel(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str, unstable: set[str] = frozenset()) -> None:
+    """Quality against ``cost``; the points in ``unstable`` are drawn, named with the unstable mark, and left
+    off the front (a front from unstable latencies would be a speed conclusion from numbers not to trust)."""
     if not cost:
         ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel(xlabel.split(" (")[0])  # no unit: there is no scale to read
@@ -103,13 +110,16 @@ def _panel(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str) -> Non
         return
     points = sorted((p for p in tradeoffs.points if p.label in cost), key=lambda p: cost[p.label])
     shown = {p.label: (cost[p.label], _plotted_quality(tradeoffs, p)) for p in points}
-    front = pareto_front({label: (x, y[0] if tradeoffs.higher_is_better else -y[0]) for label, (x, y) in shown.items()})
+    front = pareto_front({label: (x, y[0] if tradeoffs.higher_is_better else -y[0]) for label, (x, y) in shown.items()
+                          if label not in unstable})
     several_runtimes = len({p.runtime for p in tradeoffs.points}) > 1
     _draw_points(ax, points, shown, front, several_runtimes)
     ax.plot([shown[n][0] for n in front], [shown[n][1][0] for n in front], "--", color=FRONT_COLOR, alpha=0.6,
             label="Pareto front (circled)")
     _set_axes(ax, tradeoffs, cost, xlabel)
-    _label_points(ax, [(p.method if several_runtimes else p.label, shown[p.label][0], shown[p.label][1][0],
+    names = {p.label: (p.method if several_runtimes else p.label) + (f" {UNSTABLE_MARK}" * (p.label in unstable))
+             for p in points}
+    _label_points(ax, [(names[p.label], shown[p.label][0], shown[p.label][1][0],
                         _style(p)[1] if several_runtimes else "black") for p in points])
 
 

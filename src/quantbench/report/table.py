@@ -3,6 +3,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..measure.noise import unstable_kinds
 from ..results import Results, Row
 from .format import (UNSTABLE_MARK, bound_cell, generation_batch, generation_headers, human_bytes, latency_cell, pct,
                      quality_cell, quality_header, tokens_per_s_cell)
@@ -14,7 +15,8 @@ EXPLANATION = (
     "size: bytes of the saved artifact (x = times smaller than fp32); bits/p: file bits per parameter; "
     "latency: median [p10-p90] per batch, timed interleaved with the runtime's fp32 row; "
     f"{UNSTABLE_MARK}: unstable (other processes used the CPU, the host ran below its full speed, ran faster "
-    "later in the run or in earlier runs, the cell's visits disagreed, or the samples spread; see the notes); "
+    "later in the run or in earlier runs, the cell's visits disagreed, or the samples spread; see the notes, and "
+    "each cell's reason in full, unstable_reason in results.json/csv, --out); "
     "bound: the cell's physical bound (weights read at the measured bandwidth, or its multiply-adds at the "
     "measured GEMM peak of its dtype) as a % of its median, per batch; thr: samples/s at the largest batch; "
     "mem: peak RSS growth to load + run the largest batch in a fresh process; prep: seconds spent quantizing/calibrating/fine-tuning; "
@@ -133,9 +135,20 @@ def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
 
 
 def _notes(rows: list[Row]) -> list[str]:
-    unstable = [f"{r.label}: latency at batch {l.batch_size} unstable: {l.unstable_reason}"
-                for r in rows for l in r.latency if l.stable is False]
-    return [f"{r.label}: {n}" for r in rows for n in r.notes] + unstable + _generation_notes(rows)
+    return [f"{r.label}: {n}" for r in rows for n in r.notes] + _unstable_notes(rows) + _generation_notes(rows)
+
+
+def _unstable_notes(rows: list[Row]) -> list[str]:
+    """Per row, its unstable latency cells and the kinds of reason they give (each cell's reason in full is its
+    ``unstable_reason`` in results.json/csv: under a CPU hog, the full reasons of a 3-row run filled 40 lines)."""
+    notes = []
+    for r in rows:
+        unstable = [l for l in r.latency if l.stable is False]
+        kinds = dict.fromkeys(kind for l in unstable for kind in unstable_kinds(l.unstable_reason))
+        if unstable:
+            notes.append(f"{r.label}: latency at batch {', '.join(str(l.batch_size) for l in unstable)} unstable: "
+                         f"{', '.join(kinds)}")
+    return notes
 
 
 def _generation_notes(rows: list[Row]) -> list[str]:
