@@ -56,6 +56,16 @@ def test_latency_cells_print_one_unit():
     assert latency_cell(Latency(1, 0.99, 0.98, 1.2, 10, 1.0)) == "990 [980-1200] us"
     assert latency_cell(Latency(1, 3160, 3100, 3300, 10, 1.0)) == "3160 [3100-3300] ms"
     assert latency_cell(None) == "-"
+    assert latency_cell(Latency(1, 0.0281, 0.0274, 0.0312, 10, 1.0, stable=False)) == "28 [27-31] us (!)"
+
+
+def test_throughput_is_marked_as_its_cell_is():
+    from quantbench.measure.latency import Latency
+    from quantbench.report.format import throughput_cell
+
+    assert throughput_cell(Latency(256, 0.75, 0.7, 0.8, 10, 341260.4, stable=True)) == "341,260"
+    assert throughput_cell(Latency(256, 0.75, 0.7, 0.8, 10, 341260.4, stable=False)) == "341,260 (!)"
+    assert throughput_cell(None) == "-"
 
 
 def test_plot_marks_each_runtime_and_the_front(tmp_path, monkeypatch):

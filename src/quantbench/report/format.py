@@ -32,6 +32,13 @@ def latency_cell(lat) -> str:
     return f"{number(lat.median_ms)} [{number(lat.p10_ms)}-{number(lat.p90_ms)}] {unit}{mark}"
 
 
+def throughput_cell(lat) -> str:
+    """'341,260 (!)': samples/s of a latency cell, marked when the cell was unstable."""
+    if lat is None:
+        return "-"
+    return f"{lat.throughput_per_s:,.0f}" + (f" {UNSTABLE_MARK}" if lat.stable is False else "")
+
+
 def tokens_per_s_cell(entry: dict | None, key: str) -> str:
     """'41.0 (!)': a generation entry's tokens/s under ``key``, marked when the entry was unstable."""
     if entry is None or entry.get(key) is None:

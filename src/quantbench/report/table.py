@@ -6,7 +6,7 @@ from rich.table import Table
 from ..measure.noise import unstable_kinds
 from ..results import Results, Row
 from .format import (UNSTABLE_MARK, bound_cell, generation_batch, generation_headers, human_bytes, latency_cell, pct,
-                     quality_cell, quality_header, tokens_per_s_cell)
+                     quality_cell, quality_header, throughput_cell, tokens_per_s_cell)
 from .pareto import conclusions, fp32_baseline
 
 EXPLANATION = (
@@ -130,7 +130,7 @@ def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
     largest = row.latency_at(max(batch_sizes)) if batch_sizes else None
     return [row.label, quality_cell(row), pct(row.agreement),
             human_bytes(row.size_bytes) + ratio, f"{row.bits_per_param:.1f}", *lat,
-            bound_cell([row.latency_at(b) for b in batch_sizes]), f"{largest.throughput_per_s:,.0f}" if largest else "-", human_bytes(row.peak_memory_bytes),
+            bound_cell([row.latency_at(b) for b in batch_sizes]), throughput_cell(largest), human_bytes(row.peak_memory_bytes),
             f"{row.quantize_seconds:.2f}"]
 
 
