@@ -38,6 +38,11 @@ def test_a_run_keeps_each_loops_fastest_and_drops_other_boots(tmp_path, boot):
     assert record.fastest == (1e-5, 5e-6, 4e-5) and list(json.loads((tmp_path / FILE).read_text())) == [record.key]
     assert {k: ms for k, (ms, _) in record.baselines.items()} == {"m|torch-cpu|b1": 0.03, "m|torch-cpu|b8": 0.1}
     assert HostRecord.load(tmp_path, LOOPS, 1, boot_id=boot).fastest is None  # another thread count
+    entries = json.loads((tmp_path / FILE).read_text())
+    for recent in (5, [{"fastest_s": [1e-5, 5e-6, 4e-5], "baselines": {"m|torch-cpu|b1": "fast"}}]):
+        entries[record.key]["recent"] = recent
+        (tmp_path / FILE).write_text(json.dumps(entries))
+        assert HostRecord.load(tmp_path, LOOPS, 2, boot_id=boot).recent == []
     (tmp_path / FILE).write_text("{not json")
     assert HostRecord.load(tmp_path, LOOPS, 2, boot_id=boot).fastest is None
 

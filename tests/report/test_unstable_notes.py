@@ -33,9 +33,10 @@ def test_every_reason_a_cell_is_marked_unstable_for_is_of_a_kind():
 def test_the_table_names_each_rows_unstable_cells_and_their_kinds_of_reason_once():
     busy = instability(Noise(1.0, 2, 1.5, 0.0, 0.0, None, None), 3.0, 2)
     rows = [Row(method="fp32", config={}, task="t", runtime="torch-cpu", latency=[_cell(1, None), _cell(256, busy)]),
-            Row(method="rtn", config={}, task="t", runtime="torch-cpu", latency=[_cell(1, busy), _cell(256, busy + "; rerun now")])]
+            Row(method="rtn", config={}, task="t", runtime="torch-cpu",
+                latency=[_cell(1, busy), _cell(256, busy + "; rerun now")])]
     text = "\n".join(_notes(rows)) + "\n"
     assert "fp32: latency at batch 256 unstable: other processes used the cores, samples spread" in text
     assert "rtn: latency at batch 1, 256 unstable: other processes used the cores, samples spread\n" in text
     assert "1.50 of the 2 cores" not in text and "rerun now" not in text
-    assert "each cell's reason in full, unstable_reason in results.json/csv" in EXPLANATION
+    assert "each cell's full reason is its unstable_reason in results.json/csv" in EXPLANATION

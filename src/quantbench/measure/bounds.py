@@ -16,7 +16,7 @@ MIN_BUFFER, MAX_BUFFER = 1 << 20, 1 << 29  # bandwidth buffers from 1 MiB (cache
 # Each probe's shortest length, as a latency cell's: the CPU counters that judge it tick every 10 ms,
 # and a 20 ms probe read one stray tick as half a busy core.
 WATCH_SECONDS = 0.25
-PROBE_WAIT_SECONDS = 5.0  # at most, for the host's loops to read full speed before a probe (a cell's visit waits as long)
+PROBE_WAIT_SECONDS = 5.0  # at most, for the host's loops to read full speed before a probe (as a cell's visit)
 
 
 @dataclass

@@ -39,7 +39,7 @@ FILE = "host-speed.json"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SWITCH = "QUANTBENCH_HOST_RECORD"
 RECENT_RUNS = 5
-GROSS = 1.6  # above the 1.53x that 2 of 8 processes read the cache loop at, in 3 s each, on a quiet host
+GROSS = 1.6  # above the 1.53x at which 2 of 8 processes (3 s each) read the cache loop's fastest
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ class HostRecord:
         fastest, when = entry.get("fastest_s"), entry.get("when")
         known = isinstance(fastest, list) and isinstance(when, list) and len(fastest) == len(when) == len(names)
         baselines = entry.get("baselines") if isinstance(entry.get("baselines"), dict) else {}
-        recent = [run for run in entry.get("recent", []) if _run_fits(run, len(names))] if known else []
+        recent = entry.get("recent") if known and isinstance(entry.get("recent"), list) else []
+        recent = [run for run in recent if _run_fits(run, len(names))]
         return cls(path, key, names, tuple(fastest) if known else None, tuple(when) if known else None,
                    {k: v for k, v in baselines.items() if isinstance(v, list) and len(v) == 2}, recent)
 
@@ -171,8 +172,12 @@ def _median(values: list[float]) -> float | None:
 def _run_fits(run, loops: int) -> bool:
     """A kept run as ``save`` writes it, for ``loops`` loops."""
     return (isinstance(run, dict) and isinstance(run.get("fastest_s"), list) and len(run["fastest_s"]) == loops
-            and all(isinstance(f, (int, float)) and f > 0 for f in run["fastest_s"])
-            and isinstance(run.get("baselines"), dict))
+            and all(_positive(f) for f in run["fastest_s"]) and isinstance(run.get("baselines"), dict)
+            and all(_positive(ms) for ms in run["baselines"].values()))
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and value > 0
 
 
 def _entries(path: Path) -> dict:

@@ -15,8 +15,8 @@ EXPLANATION = (
     "size: bytes of the saved artifact (x = times smaller than fp32); bits/p: file bits per parameter; "
     "latency: median [p10-p90] per batch, timed interleaved with the runtime's fp32 row; "
     f"{UNSTABLE_MARK}: unstable (other processes used the CPU, the host ran below its full speed, ran faster "
-    "later in the run or in earlier runs, the cell's visits disagreed, or the samples spread; see the notes, and "
-    "each cell's reason in full, unstable_reason in results.json/csv, --out); "
+    "later in the run or in earlier runs, the cell's visits disagreed, or the samples spread; see the notes; "
+    "each cell's full reason is its unstable_reason in results.json/csv, --out); "
     "bound: the cell's physical bound (weights read at the measured bandwidth, or its multiply-adds at the "
     "measured GEMM peak of its dtype) as a % of its median, per batch; thr: samples/s at the largest batch; "
     "mem: peak RSS growth to load + run the largest batch in a fresh process; prep: seconds spent quantizing/calibrating/fine-tuning; "
@@ -130,7 +130,8 @@ def _cells(row: Row, base: Row | None, batch_sizes: list[int]) -> list[str]:
     largest = row.latency_at(max(batch_sizes)) if batch_sizes else None
     return [row.label, quality_cell(row), pct(row.agreement),
             human_bytes(row.size_bytes) + ratio, f"{row.bits_per_param:.1f}", *lat,
-            bound_cell([row.latency_at(b) for b in batch_sizes]), throughput_cell(largest), human_bytes(row.peak_memory_bytes),
+            bound_cell([row.latency_at(b) for b in batch_sizes]), throughput_cell(largest),
+            human_bytes(row.peak_memory_bytes),
             f"{row.quantize_seconds:.2f}"]
 
 
