@@ -116,6 +116,8 @@ def _panel(ax, tradeoffs: Tradeoffs, cost: dict[str, float], xlabel: str, unstab
     _draw_points(ax, points, shown, front, several_runtimes)
     ax.plot([shown[n][0] for n in front], [shown[n][1][0] for n in front], "--", color=FRONT_COLOR, alpha=0.6,
             label="Pareto front (circled)")
+    if unstable & shown.keys():
+        ax.plot([], [], " ", label=f"{UNSTABLE_MARK}: unstable, not on the front")
     _set_axes(ax, tradeoffs, cost, xlabel)
     names = {p.label: (p.method if several_runtimes else p.label) + (f" {UNSTABLE_MARK}" * (p.label in unstable))
              for p in points}
