@@ -79,6 +79,8 @@ def _measure_rows(runs: list, fp32, ctx, reference, spec: CompareSpec, artifacts
                                  ctx.task, spec, timing)
             for lat in row.latency:
                 timing.timer.judge_against_record(lat, reference_of(row, timing))
+            for entry in row.generation:
+                timing.timer.judge_generation_against_record(entry)
         timing.timer.save_record()
     timing.baselines.clear()
     return [measured[i] for i in range(len(runs))]

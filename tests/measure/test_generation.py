@@ -135,7 +135,9 @@ def test_bad_generation_options_are_one_line_errors():
             check_generation_options(*args)
 
 
-def test_an_lm_comparison_shows_prefill_and_decode_columns(tiny_llama_dir, cache_dir):
+def test_an_lm_comparison_shows_prefill_and_decode_columns(tiny_llama_dir, cache_dir, monkeypatch):
+    judged = []
+    monkeypatch.setattr(CellTimer, "judge_generation_against_record", lambda self, entry: judged.append(entry))
     results = compare(CompareSpec(task="lm", model=tiny_llama_dir, seq_len=32, eval_samples=2, methods="fp32,rtn",
                                   batch_sizes=(1,), prompt_tokens=16, decode_tokens=8, decode_batch_sizes=(1, 2),
                                   decode_seconds=0, memory=False, progress=False, cache_dir=cache_dir))
@@ -143,6 +145,8 @@ def test_an_lm_comparison_shows_prefill_and_decode_columns(tiny_llama_dir, cache
         assert row.status == "ok", row.error
         assert [(g["batch_size"], g["prompt_tokens"], g["decode_tokens"]) for g in row.generation] == [(1, 16, 8),
                                                                                                       (2, 16, 8)]
+        assert all("host_fastest_us" in g["noise"] and "host_full_speed" in g["noise"] for g in row.generation)
+    assert judged == [g for row in results.rows for g in row.generation]  # each entry, against the host's record
     console = Console(record=True, width=300)
     render(results, console)
     text = console.export_text()
@@ -175,3 +179,68 @@ def test_the_decode_conclusion_is_stated_only_from_two_stable_entries():
                                           "(rtn: no eager module)"
     assert decode_claim(Row(method="rtn", config={}, task="t", runtime="torch-cpu"),
                         Row(method="fp32", config={}, task="t", runtime="torch-cpu"), 1) is None
+
+
+def _host(slow) -> "HostSpeed":
+    """A host whose one loop reads 2x its fastest at the readings ``slow(n)`` says (counted from 1)."""
+    from quantbench.measure.hostspeed import HostSpeed
+
+    state = {"readings": 0}
+
+    def loop():
+        return 2e-5 if slow(state["readings"]) else 1e-5
+
+    speed = HostSpeed(loops=(loop,), calibrate_seconds=0.0)
+    speed.fastest = (1e-5,)
+    read = speed.read
+
+    def counted(between_calls=True):
+        state["readings"] += 1
+        return read(between_calls)
+
+    speed.read = counted
+    return speed
+
+
+def test_generations_the_host_loops_read_slow_beside_are_set_aside_and_timed_until_two_ran_at_full_speed(llama):
+    """The wait for full speed takes readings 1-3; readings 5 and 6 are slow: generations 1-3 (each between
+    two readings, from reading 4) are set aside, and the entry goes on until generations 4 and 5 ran at
+    full speed."""
+    timer = CellTimer(threads=torch.get_num_threads(), speed=_host(lambda n: n in (5, 6)))
+    entry = measure_generation(EagerRunner(llama), prompt(1, 8), 2, timer, weight_bytes_read=1_000,
+                               budget=GenerationBudget(min_seconds=0.0, max_seconds=30.0, rel_tol=1.0))
+    assert entry["repeats"] == 2 and entry["noise"]["host_generations_set_aside"] == 3
+    assert entry["noise"]["host_full_speed"] is True and entry["noise"]["host_slow_fraction"] == pytest.approx(0.6)
+    assert entry["noise"]["host_fastest_us"] == [10.0]
+
+
+def test_a_generation_entry_the_host_ran_slow_throughout_is_unstable_and_no_decode_speed_is_stated(llama, monkeypatch):
+    from quantbench.measure import generation
+
+    monkeypatch.setattr(generation, "WAIT_SECONDS", 0.05)
+    timer = CellTimer(threads=torch.get_num_threads(), speed=_host(lambda n: n > 1))
+    entry = measure_generation(EagerRunner(llama), prompt(1, 8), 2, timer, weight_bytes_read=1_000, budget=QUICK)
+    assert entry["stable"] is False and entry["noise"]["host_full_speed"] is False
+    assert "the host ran below its full speed" in entry["unstable_reason"]
+    fp32 = Row(method="fp32", config={}, task="lm", runtime="torch-cpu", generation=[dict(entry, stable=True)])
+    rtn = Row(method="rtn", config={}, task="lm", runtime="torch-cpu", generation=[entry])
+    assert "not stated: unstable" in decode_claim(rtn, fp32, 1)
+
+
+def test_a_generation_entry_of_a_run_slower_than_earlier_runs_is_unstable(tmp_path, monkeypatch):
+    from quantbench.measure.hostrecord import HostRecord
+
+    monkeypatch.setenv("QUANTBENCH_HOST_RECORD", "on")
+    (tmp_path / "boot_id").write_text("boot-a\n")
+    loops = (lambda: 1e-5,)
+    HostRecord.load(tmp_path, loops, 1, boot_id=tmp_path / "boot_id").save((10e-6,), {})
+    timer = CellTimer(threads=1)
+    timer.record = HostRecord.load(tmp_path, loops, 1, boot_id=tmp_path / "boot_id")
+    slow = {"status": "measured", "batch_size": 1, "stable": True, "unstable_reason": None,
+            "noise": {"host_fastest_us": [20.0]}}
+    quick = dict(slow, noise={"host_fastest_us": [11.0]})
+    for entry in (slow, quick, {"status": "not measured"}):
+        timer.judge_generation_against_record(entry)
+    assert slow["stable"] is False and "loops ran slower in this run than in earlier runs" in slow["unstable_reason"]
+    assert slow["noise"]["host_record_slowdown"] == pytest.approx(2.0)
+    assert quick["stable"] is True and quick["noise"]["host_record_slowdown"] == pytest.approx(1.1)

@@ -22,7 +22,7 @@ def boot(tmp_path, monkeypatch):
 def test_a_record_is_per_boot_threads_and_loops_and_off_when_asked(tmp_path, boot, monkeypatch):
     record = HostRecord.load(tmp_path, LOOPS, 2, boot_id=boot)
     assert record.fastest is None and record.key.startswith("boot-a|threads=2|")
-    assert record.key.endswith("reference_loop,PoolLoop,CacheLoop(4194304)")
+    assert record.key.endswith("reference_loop,PoolLoop,CacheLoop(4194304)|between-calls")
     assert HostRecord.load(tmp_path, LOOPS, 2, boot_id=tmp_path / "missing") is None
     assert HostRecord.load(None, LOOPS, 2, boot_id=boot) is None
     monkeypatch.setenv("QUANTBENCH_HOST_RECORD", "off")

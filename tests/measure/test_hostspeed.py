@@ -1,5 +1,6 @@
 """Rounds timed while the host ran below its full speed (a reference loop read between rounds) are
 set aside; a cell with too few full-speed rounds is marked unstable (issue 12's idle repeatability)."""
+import math
 import time
 
 import pytest
@@ -357,3 +358,34 @@ def test_a_cell_on_a_pool_of_its_own_is_judged_stale_against_its_own_loops_readi
     state["slow"] = False
     host.first_loop_only().read()
     assert timer.stale(lat) == (pytest.approx(2.0), "host")
+
+
+def test_a_loop_judged_between_calls_takes_its_full_speed_from_readings_between_timed_calls_only():
+    """Like the cache loop after each call of a large model: it reads 1.6x its best apart from calls
+    whenever a call came before. Calibration and waits do not set its fastest, so the rounds of a cell
+    are at full speed; the other loop is judged against its fastest apart from calls too."""
+    state = {"after_call": False}
+
+    class AfterCalls:
+        judged_between_calls = True
+
+        def __call__(self):
+            return 1.6e-5 if state["after_call"] else 1e-5
+
+    host = HostSpeed(loops=(lambda: 1e-5, AfterCalls()), calibrate_seconds=0.0)
+    assert host.wait_for_full_speed(1.0) < 1.0 and host.fastest == (1e-5, math.inf)
+    state["after_call"] = True
+    host.read()
+    assert host.fastest == (1e-5, 1.6e-5) and host.at_full_speed(host.read())
+    state["after_call"] = False
+    host.read(between_calls=False)
+    assert host.fastest == (1e-5, 1.6e-5)
+    run = busy(1e-4, lambda: False)
+
+    def called(_):
+        state["after_call"] = True
+        run(_)
+
+    lat = CellTimer(threads=1, sampler=_Quiet, speed=host, min_seconds=0.0, max_seconds=0.04).time(called, None, 1)
+    assert lat.stable and lat.noise["host_slow_fraction"] == 0.0
+    assert CacheLoop.judged_between_calls and not getattr(PoolLoop(), "judged_between_calls", False)

@@ -194,24 +194,41 @@ class CellTimer:
         usual/fastest) and ``baseline_record_slowdown``/``baseline_boot_slowdown``."""
         if self.record is None:
             return
-        for prefix, what, found in self._against_record(lat, reference):
-            lat.noise = (lat.noise or {}) | {f"{prefix}_boot_slowdown": max(s.fastest for s in found)}
+        lat.noise = lat.noise or {}
+        for reason in self._record_reasons(lat.noise, lat.batch_size, reference):
+            _mark_unstable(lat, reason)
+
+    def judge_generation_against_record(self, entry: dict) -> None:
+        """A prefill/decode entry (measure/generation.py) judged as a latency cell is, by the loops alone (no
+        baseline is timed beside it)."""
+        if self.record is None or entry.get("status") != "measured":
+            return
+        for reason in self._record_reasons(entry.setdefault("noise", {}), entry["batch_size"], None):
+            entry["stable"], entry["unstable_reason"] = False, "; ".join(filter(None, [entry.get("unstable_reason"),
+                                                                                       reason]))
+
+    def _record_reasons(self, noise: dict, batch_size: int, reference) -> list[str]:
+        """Why a cell whose ``noise`` this is may have been timed slow throughout, by the record; ``noise`` gets
+        the slowdowns."""
+        reasons = []
+        for prefix, what, found in self._against_record(noise, batch_size, reference):
+            noise[f"{prefix}_boot_slowdown"] = max(s.fastest for s in found)
             usual = [s.usual for s in found if s.usual is not None]
             if usual:
-                lat.noise[f"{prefix}_record_slowdown"] = max(usual)
+                noise[f"{prefix}_record_slowdown"] = max(usual)
             slow = [s for s in found if s.beyond(self.speed.slow_above)]
             if slow:
-                _mark_unstable(lat, f"{what} ran slower in this run than in earlier runs on this machine since it "
-                                    f"booted ({' and '.join(s.said for s in slow)}): the whole run may have been timed "
-                                    "slow; rerun")
+                reasons.append(f"{what} ran slower in this run than in earlier runs on this machine since it booted "
+                               f"({' and '.join(s.said for s in slow)}): the whole run may have been timed slow; rerun")
+        return reasons
 
-    def _against_record(self, lat: Latency, reference) -> list[tuple[str, str, list[Slower]]]:
-        """What ``lat`` was judged against, by the loops and by the baseline ``reference``, against the record."""
+    def _against_record(self, noise: dict, batch_size: int, reference) -> list[tuple[str, str, list[Slower]]]:
+        """What a cell was judged against, by the loops and by the baseline ``reference``, against the record."""
         judged = [("host", "the host's reference loops",
-                   self.record.loop_slowdowns(tuple(j / 1e6 for j in (lat.noise or {}).get("host_fastest_us") or ())))]
-        fastest = self.baseline_fastest.get((reference, lat.batch_size))
+                   self.record.loop_slowdowns(tuple(j / 1e6 for j in noise.get("host_fastest_us") or ())))]
+        fastest = self.baseline_fastest.get((reference, batch_size))
         if reference is not None and self.model is not None and fastest is not None:
-            found = self.record.baseline_slowdown(baseline_key(self.model, reference, lat.batch_size), fastest)
+            found = self.record.baseline_slowdown(baseline_key(self.model, reference, batch_size), fastest)
             judged.append(("baseline", "the baseline", [found] if found else []))
         return [(prefix, what, found) for prefix, what, found in judged if found]
 

@@ -21,6 +21,7 @@ from .latency import Latency, summarize
 from .noise import instability
 
 NOT_MEASURED = "not measured"
+WAIT_SECONDS = 5.0  # at most, for the host's loops to read full speed before the generations (as a latency visit)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class GreedyRun:
     step_s: list[float]
     tokens: torch.Tensor  # (batch, decode steps)
     cache_bytes_per_position: float
+    readings: tuple = ()  # the host's loops read just before and just after it (``HostSpeed.read``), if read
 
     @property
     def decode_s(self) -> float:
@@ -149,19 +151,28 @@ def cache_bytes(cache) -> int:
 
 
 def time_generations(module: nn.Module, prompt: torch.Tensor, decode_tokens: int, budget: GenerationBudget,
-                     device: str = "cpu") -> list[GreedyRun]:
-    """A short warm-up generation, then repetitions as ``budget`` says."""
+                     device: str = "cpu", speed=None) -> list[GreedyRun]:
+    """A short warm-up generation, then repetitions as ``budget`` says; with the run's ``speed``
+    (``HostSpeed``), after waiting for the host's full speed, each repetition between two readings of its
+    loops, and no stop before two repetitions at full speed (``at_full_speed``) but at the budget's limits."""
     generate_greedy(module, prompt, min(decode_tokens, budget.warmup_decode_tokens), device)
+    if speed is not None:
+        speed.wait_for_full_speed(WAIT_SECONDS)
     start, runs, previous = time.perf_counter(), [], None
+    before = speed.read(between_calls=False) if speed is not None else None
     while True:
         runs.append(generate_greedy(module, prompt, decode_tokens, device))
+        if speed is not None:
+            after = speed.read()
+            runs[-1].readings, before = (before, after), after
         elapsed = time.perf_counter() - start
         if len(runs) < budget.min_repeats:
             continue
         if elapsed >= budget.max_seconds or len(runs) >= budget.max_repeats:
             return runs
         median = statistics.median(r.decode_s + r.prefill_s for r in runs)
-        if elapsed >= budget.min_seconds and previous is not None and abs(median - previous) <= budget.rel_tol * previous:
+        settled = previous is not None and abs(median - previous) <= budget.rel_tol * previous
+        if elapsed >= budget.min_seconds and settled and at_full_speed(runs, speed)[1].get("host_full_speed", True):
             return runs
         previous = median
 
@@ -221,15 +232,34 @@ def measure_generation(run, prompt: torch.Tensor, decode_tokens: int, timer, wei
     under ``timer``'s noise sampler and limits (a ``CellTimer``), with its decode bound."""
     module, device = run.module, getattr(run, "device", "cpu")
     prompt = run.prepare({"input_ids": prompt})["input_ids"] if hasattr(run, "prepare") else prompt
+    speed = timer.speed if device == "cpu" else None
     sampler = timer.sampler()
     sampler.start()
-    runs = time_generations(module, prompt, decode_tokens, budget, device)
+    runs = time_generations(module, prompt, decode_tokens, budget, device, speed)
     noise = sampler.stop()
-    cell = GenerationCell.from_runs(runs, prompt.shape[0], prompt.shape[1], decode_tokens)
-    reason = instability(noise, cell.spread, timer.threads, timer.limits)
+    kept, host = at_full_speed(runs, speed)
+    cell = GenerationCell.from_runs(kept, prompt.shape[0], prompt.shape[1], decode_tokens)
+    reason = instability(noise, cell.spread, timer.threads, timer.limits, host=host)
     cell.extra = {"threads": timer.threads, "stable": reason is None, "unstable_reason": reason,
-                  "noise": noise.to_dict(), **decode_bound(cell, weight_bytes_read, timer, device)}
+                  "noise": noise.to_dict() | host, **decode_bound(cell, weight_bytes_read, timer, device)}
     return cell.to_dict()
+
+
+def at_full_speed(runs: list[GreedyRun], speed) -> tuple[list[GreedyRun], dict]:
+    """The generations of ``runs`` that the host's loops read full speed just before and after (judged
+    against their fastest now), if two or more did, else all; and what the loops said, as a latency cell's
+    ``noise`` says it (``host_full_speed`` false: fewer than two did, and the entry is unstable). A decode
+    comparison is not timed paired with fp32, so a slow stretch of the host that no counter shows (1.5-2x,
+    seconds to hours, on a 2-vCPU Xeon guest, Dec 2026) would otherwise pass as a slower row."""
+    if speed is None or not all(r.readings for r in runs):
+        return runs, {}
+    fast = [r for r in runs if speed.at_full_speed(*r.readings)]
+    kept = fast if len(fast) >= 2 else runs
+    host = {"host_slow_fraction": 1 - len(fast) / len(runs),
+            "host_slowdown": statistics.median(max(map(speed.slowdown, r.readings)) for r in runs),
+            "host_full_speed": len(fast) >= 2, "host_generations_set_aside": len(runs) - len(kept),
+            "host_fastest_us": [1e6 * f for f in speed.fastest]}
+    return kept, host
 
 
 def decode_bound(cell: GenerationCell, weight_bytes_read: int, timer, device: str) -> dict:

@@ -38,6 +38,7 @@ import torch
 FILE = "host-speed.json"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SWITCH = "QUANTBENCH_HOST_RECORD"
+READINGS = "between-calls"  # which readings set the fastest (HostSpeed.read): records of others are another key
 RECENT_RUNS = 5
 GROSS = 1.6  # above the 1.53x at which 2 of 8 processes (3 s each) read the cache loop's fastest
 
@@ -80,7 +81,7 @@ class HostRecord:
             return None
         names = tuple(loop_name(loop) for loop in loops)
         key = "|".join([boot, f"threads={threads}", f"python={platform.python_version()}",
-                        f"torch={torch.__version__}", ",".join(names)])
+                        f"torch={torch.__version__}", ",".join(names), READINGS])
         path = Path(folder) / FILE
         entry = _entries(path).get(key, {})
         fastest, when = entry.get("fastest_s"), entry.get("when")

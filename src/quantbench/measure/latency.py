@@ -225,7 +225,7 @@ def _time_rounds(sides: dict, pace: tuple[float, float], host: HostSpeed | None,
     (judged against the fastest reading so far) if there are ``stop.min_full``, else the least slowed
     (every round without a ``host``)."""
     rounds, full = [], []
-    before = host.read() if host else None
+    before = host.read() if host else None  # after the visit's warm-up calls
     judged_at = host.fastest if host else None
     seconds_per_call, round_seconds = pace
     reading_seconds = host.read_seconds if host else 0.0
