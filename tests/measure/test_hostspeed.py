@@ -389,3 +389,16 @@ def test_a_loop_judged_between_calls_takes_its_full_speed_from_readings_between_
     lat = CellTimer(threads=1, sampler=_Quiet, speed=host, min_seconds=0.0, max_seconds=0.04).time(called, None, 1)
     assert lat.stable and lat.noise["host_slow_fraction"] == 0.0
     assert CacheLoop.judged_between_calls and not getattr(PoolLoop(), "judged_between_calls", False)
+
+
+def test_what_a_reading_costs_counts_the_loops_judged_between_calls_too():
+    class Slow:
+        judged_between_calls = True
+
+        def __call__(self):
+            time.sleep(0.002)
+            return 0.002
+
+    host = HostSpeed(loops=(lambda: 1e-5, Slow()), calibrate_seconds=0.01)
+    host.read()
+    assert host.read_seconds >= 3 * 0.002 and host.fastest[0] == 1e-5

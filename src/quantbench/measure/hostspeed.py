@@ -155,8 +155,9 @@ class HostSpeed:
         start = time.perf_counter()
         calls = 0
         while True:
-            self.fastest = tuple(f if _between_calls(loop) else min(f, loop())
-                                 for f, loop in zip(self.fastest, self.loops))
+            seconds = [loop() for loop in self.loops]  # every loop, so that read_seconds is what a reading costs
+            self.fastest = tuple(f if _between_calls(loop) else min(f, s)
+                                 for f, s, loop in zip(self.fastest, seconds, self.loops))
             calls += 1
             if time.perf_counter() - start > self.calibrate_seconds:
                 self.read_seconds = max(3 * (time.perf_counter() - start) / calls, 1e-9)
