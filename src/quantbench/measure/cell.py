@@ -204,8 +204,7 @@ class CellTimer:
         if self.record is None or entry.get("status") != "measured":
             return
         for reason in self._record_reasons(entry.setdefault("noise", {}), entry["batch_size"], None):
-            entry["stable"], entry["unstable_reason"] = False, "; ".join(filter(None, [entry.get("unstable_reason"),
-                                                                                       reason]))
+            entry["stable"], entry["unstable_reason"] = False, with_reason(entry.get("unstable_reason"), reason)
 
     def _record_reasons(self, noise: dict, batch_size: int, reference) -> list[str]:
         """Why a cell whose ``noise`` this is may have been timed slow throughout, by the record; ``noise`` gets
@@ -307,7 +306,12 @@ class CellTimer:
 
 def _mark_unstable(lat: Latency, reason: str) -> None:
     """``lat`` unstable, ``reason`` added to any it has."""
-    lat.stable, lat.unstable_reason = False, "; ".join(filter(None, [lat.unstable_reason, reason]))
+    lat.stable, lat.unstable_reason = False, with_reason(lat.unstable_reason, reason)
+
+
+def with_reason(reasons: str | None, reason: str) -> str:
+    """``reasons`` (None: none yet) with ``reason`` added."""
+    return "; ".join(filter(None, [reasons, reason]))
 
 
 def _baseline_ms(summary: dict) -> float:

@@ -21,6 +21,7 @@ from .latency import Latency, summarize
 from .noise import instability
 
 NOT_MEASURED = "not measured"
+MIN_FULL_SPEED = 2  # generations the host's loops read full speed beside, for an entry to be stable
 WAIT_SECONDS = 5.0  # at most, for the host's loops to read full speed before the generations (as a latency visit)
 
 
@@ -172,7 +173,7 @@ def time_generations(module: nn.Module, prompt: torch.Tensor, decode_tokens: int
             return runs
         median = statistics.median(r.decode_s + r.prefill_s for r in runs)
         settled = previous is not None and abs(median - previous) <= budget.rel_tol * previous
-        if elapsed >= budget.min_seconds and settled and at_full_speed(runs, speed)[1].get("host_full_speed", True):
+        if elapsed >= budget.min_seconds and settled and _enough_at_full_speed(runs, speed):
             return runs
         previous = median
 
@@ -254,12 +255,16 @@ def at_full_speed(runs: list[GreedyRun], speed) -> tuple[list[GreedyRun], dict]:
     if speed is None or not all(r.readings for r in runs):
         return runs, {}
     fast = [r for r in runs if speed.at_full_speed(*r.readings)]
-    kept = fast if len(fast) >= 2 else runs
+    kept = fast if len(fast) >= MIN_FULL_SPEED else runs
     host = {"host_slow_fraction": 1 - len(fast) / len(runs),
             "host_slowdown": statistics.median(max(map(speed.slowdown, r.readings)) for r in runs),
-            "host_full_speed": len(fast) >= 2, "host_generations_set_aside": len(runs) - len(kept),
+            "host_full_speed": len(fast) >= MIN_FULL_SPEED, "host_generations_set_aside": len(runs) - len(kept),
             "host_fastest_us": [1e6 * f for f in speed.fastest]}
     return kept, host
+
+
+def _enough_at_full_speed(runs: list[GreedyRun], speed) -> bool:
+    return speed is None or sum(speed.at_full_speed(*r.readings) for r in runs) >= MIN_FULL_SPEED
 
 
 def decode_bound(cell: GenerationCell, weight_bytes_read: int, timer, device: str) -> dict:

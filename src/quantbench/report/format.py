@@ -28,15 +28,19 @@ def latency_cell(lat) -> str:
         value = ms * scale
         return f"{value:.0f}" if unit == "us" or value >= 100 else f"{value:.3g}"
 
-    mark = f" {UNSTABLE_MARK}" if lat.stable is False else ""
-    return f"{number(lat.median_ms)} [{number(lat.p10_ms)}-{number(lat.p90_ms)}] {unit}{mark}"
+    return f"{number(lat.median_ms)} [{number(lat.p10_ms)}-{number(lat.p90_ms)}] {unit}{unstable_mark(lat.stable)}"
+
+
+def unstable_mark(stable: bool | None) -> str:
+    """' (!)' after a number whose cell was marked unstable, else nothing."""
+    return f" {UNSTABLE_MARK}" if stable is False else ""
 
 
 def throughput_cell(lat) -> str:
     """'341,260 (!)': samples/s of a latency cell, marked when the cell was unstable."""
     if lat is None:
         return "-"
-    return f"{lat.throughput_per_s:,.0f}" + (f" {UNSTABLE_MARK}" if lat.stable is False else "")
+    return f"{lat.throughput_per_s:,.0f}{unstable_mark(lat.stable)}"
 
 
 def tokens_per_s_cell(entry: dict | None, key: str) -> str:
@@ -44,8 +48,7 @@ def tokens_per_s_cell(entry: dict | None, key: str) -> str:
     if entry is None or entry.get(key) is None:
         return "-"
     value = entry[key]
-    mark = f" {UNSTABLE_MARK}" if entry.get("stable") is False else ""
-    return (f"{value:,.0f}" if value >= 100 else f"{value:.3g}") + mark
+    return (f"{value:,.0f}" if value >= 100 else f"{value:.3g}") + unstable_mark(entry.get("stable"))
 
 
 def generation_batch(rows) -> int | None:

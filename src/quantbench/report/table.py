@@ -161,5 +161,6 @@ def _generation_notes(rows: list[Row]) -> list[str]:
             if g.get("status") != "measured":
                 notes.append(f"{r.label}: prefill/decode speed{at} not measured: {escape(str(g.get('reason')))}")
             elif g.get("stable") is False:
-                notes.append(f"{r.label}: prefill/decode speed{at} unstable: {g.get('unstable_reason')}")
+                notes.append(f"{r.label}: prefill/decode speed{at} unstable: "
+                             f"{', '.join(unstable_kinds(g.get('unstable_reason')))}")
     return notes
